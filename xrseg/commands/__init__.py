@@ -1,0 +1,1 @@
+"""Subcommands of ``xrseg``: one module each, discovered by :mod:`xrseg.cli` (each defines ``register``)."""
