@@ -235,3 +235,52 @@ class Fixation:
     @property
     def centre_ns(self) -> int:
         return (self.start_ns + self.end_ns) // 2
+
+
+class DepthSource(enum.Enum):
+    """Where the distance along a gaze ray came from when it was projected into a camera image."""
+
+    DEPTH_IMAGE = "depth_image"
+    """The ray was marched through the keyframe's depth image and hit a surface."""
+    VERGENCE = "vergence"
+    """The eye tracker's vergence depth."""
+    FIXED = "fixed"
+    """A configured fixed distance (no depth image hit and no vergence)."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """An object selected by gaze: the mask chosen on one keyframe for one fixation.
+
+    ``mask`` is HxW bool in the keyframe's pixels. ``prompt_points_xy`` is Nx2 float32 (x, y) pixels and
+    ``prompt_labels`` N int32 (1 foreground, 0 background). ``mask_index`` is which of the decoder's masks was
+    chosen and ``candidate_scores`` the predicted IoU of every candidate, so a user can step to a larger or
+    smaller mask. ``point_world_m`` is the 3D gaze hit point when depth was available.
+    """
+
+    selection_id: int
+    timestamp_ns: int
+    keyframe_index: int
+    keyframe_timestamp_ns: int
+    fixation: Fixation
+    mask: npt.NDArray[np.bool_]
+    score: float
+    mask_index: int
+    candidate_scores: tuple[float, ...]
+    prompt_points_xy: npt.NDArray[np.float32]
+    prompt_labels: npt.NDArray[np.int32]
+    gaze_xy: tuple[float, float]
+    depth_source: DepthSource
+    point_world_m: Vec3 | None = None
+
+    @property
+    def area_px(self) -> int:
+        return int(np.count_nonzero(self.mask))
+
+    @property
+    def bbox_xyxy(self) -> tuple[int, int, int, int] | None:
+        """Inclusive-exclusive pixel box (x0, y0, x1, y1) of the mask, or None for an empty mask."""
+        ys, xs = np.nonzero(self.mask)
+        if xs.size == 0:
+            return None
+        return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
