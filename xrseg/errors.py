@@ -42,3 +42,7 @@ class DeviceError(XrsegError, RuntimeError):
 
 class ProtocolError(XrsegError, ValueError):
     """A network message is malformed, oversized, or of an unsupported protocol version."""
+
+
+class UsageError(XrsegError, RuntimeError):
+    """An API was called out of order (for example a decode before any encode)."""
