@@ -103,12 +103,13 @@ class Prompter:
     """Makes point prompts from a fixation's gaze samples.
 
     ``max_points``: at most this many positive points: the median pixel first, then farthest-point sampling
-    over the inner half of the inlier samples (no farther from the median than the median distance). ``fallback_depth_m``: distance along
-    the gaze ray when neither depth nor vergence is available. Outliers are samples farther from the median
-    pixel than ``max(outlier_k * 1.4826 * MAD, outlier_floor_px)``, MAD being the median distance to the
-    median pixel. Positive points closer than ``min_separation_px`` to one already chosen are not added, and
-    negative points closer than that to a positive are dropped (the user is looking there again, so the gaze
-    wins). ``max_pose_gap_ns`` is how far outside the head-pose track a sample may be and still get a pose.
+    over the inner half of the inlier samples (no farther from the median than the median distance).
+    ``fallback_depth_m``: distance along the gaze ray when neither depth nor vergence is available.
+    Outliers are samples farther from the median pixel than ``max(outlier_k * 1.4826 * MAD,
+    outlier_floor_px)``, MAD being the median distance to the median pixel. Positive points closer than
+    ``min_separation_px`` to one already chosen are not added, and negative points closer than that to a
+    positive are dropped (the user is looking there again, so the gaze wins). ``max_pose_gap_ns`` is how far
+    outside the head-pose track a sample may be and still get a pose.
     """
 
     def __init__(
