@@ -1,0 +1,7 @@
+"""The recorded-session format: writer, reader, validation and importers (see docs/session-format.md)."""
+
+from xrseg.session.format import FORMAT_VERSION, FixationTarget, GroundTruthObject, SessionHeader
+from xrseg.session.reader import Session
+from xrseg.session.writer import SessionWriter
+
+__all__ = ["FORMAT_VERSION", "FixationTarget", "GroundTruthObject", "Session", "SessionHeader", "SessionWriter"]

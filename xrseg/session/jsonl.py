@@ -1,0 +1,97 @@
+"""Crash-safe JSON-lines streams and atomic file writes.
+
+Writing: each record is serialised to one line and handed to the kernel with a single unbuffered ``write``
+(record + trailing newline), so a writer killed with SIGKILL leaves every completed record on disk. Reading: a
+last line without its trailing newline (or a tail of NUL bytes, as some filesystems leave after a crash) is a
+torn record: it is dropped with a warning. An unparseable line followed by more data is corruption: an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from xrseg.errors import SessionError
+from xrseg.session.format import TMP_PREFIX
+
+logger = logging.getLogger(__name__)
+
+
+def dumps_line(value: Any) -> bytes:
+    """One compact, strict JSON line (no NaN/Infinity) with its trailing newline, UTF-8."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    except ValueError as err:
+        raise SessionError(f"record is not storable as strict JSON: {err}") from err
+    return (text + "\n").encode("utf-8")
+
+
+class JsonlAppender:
+    """An append-only JSON-lines file; every :meth:`append` reaches the kernel before it returns."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.count = 0
+
+    def append(self, value: Any) -> None:
+        data = dumps_line(value)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self.count += 1
+
+    def close(self, *, sync: bool = True) -> None:
+        if self._fd < 0:
+            return
+        try:
+            if sync:
+                os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary name in the same directory and an atomic rename."""
+    tmp = path.with_name(TMP_PREFIX + path.name)
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path, name: str) -> tuple[list[tuple[int, Any]], list[str]]:
+    """Parse a JSON-lines stream.
+
+    Returns ([(line_number, value), ...], warnings). Raises SessionError when the file is missing or a line
+    other than a torn last one does not parse. ``name`` is used in messages (e.g. "gaze.jsonl").
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as err:
+        raise SessionError(f"missing {name}") from err
+    except OSError as err:
+        raise SessionError(f"cannot read {name}: {err.strerror}") from err
+    warnings: list[str] = []
+    stripped = data.rstrip(b"\0")
+    if len(stripped) != len(data):
+        warnings.append(f"{name}: dropped {len(data) - len(stripped)} NUL bytes at the end (unclean shutdown)")
+    lines = stripped.split(b"\n")
+    tail = lines.pop()  # after the last newline: empty, or a torn record
+    if tail.strip():
+        warnings.append(f"{name}: dropped a torn last record (line {len(lines) + 1}, {len(tail)} bytes)")
+    records: list[tuple[int, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append((number, json.loads(line)))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise SessionError(f"{name} line {number}: corrupted record ({err})") from err
+    return records, warnings
