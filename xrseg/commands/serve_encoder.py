@@ -1,0 +1,63 @@
+"""``xrseg serve-encoder``: compute Segment Anything embeddings for remote clients over ZeroMQ."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve-encoder",
+        help="serve image embeddings over ZeroMQ (ROUTER) for `RemoteEncoder` clients",
+        description="Serve image embeddings (protocol xrseg.encoder/1, see docs/protocol.md). Binds loopback by "
+        "default; binding another address needs CURVE keys (--curve-secret) or --insecure.",
+    )
+    parser.add_argument("--bind", default="tcp://127.0.0.1:5561", help="endpoint (default tcp://127.0.0.1:5561)")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--providers", nargs="+", default=None, help="ONNX Runtime execution providers")
+    parser.add_argument("--curve-secret", type=Path, help="server certificate with secret key (server.key_secret)")
+    parser.add_argument(
+        "--curve-clients", type=Path, help="directory of authorised client public keys (default: any client)"
+    )
+    parser.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without CURVE")
+    parser.add_argument("--max-requests", type=int, default=None, help="exit after N requests")
+    parser.add_argument(
+        "--make-keys", type=Path, metavar="DIR", help="write server and client CURVE certificates to DIR and exit"
+    )
+    parser.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from xrseg.errors import InputError
+    from xrseg.stream.auth import CurveServerKeys, make_curve_keys
+
+    if args.make_keys is not None:
+        server, client = make_curve_keys(args.make_keys)
+        print(f"server: --curve-secret {server.secret_key_file} --curve-clients {server.authorized_clients_dir}")
+        print(f"client: secret {client.secret_key_file}, server public key {client.server_public_key_file}")
+        return 0
+    if args.curve_clients is not None and args.curve_secret is None:
+        raise InputError("--curve-clients needs --curve-secret")
+    curve = None if args.curve_secret is None else CurveServerKeys(args.curve_secret, args.curve_clients)
+
+    from xrseg.sam.engine import SamEngine
+    from xrseg.stream.encoder_server import EncoderServer
+
+    engine = SamEngine.from_cache(providers=args.providers, threads=args.threads)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    with EncoderServer(engine, args.bind, curve=curve, allow_insecure=args.insecure) as server:
+        print(f"listening on {server.endpoint}", flush=True)
+        server.serve(stop, max_requests=args.max_requests)
+        stats = server.stats.as_dict()
+    print(f"served {stats['embeddings']} embedding(s), {stats['rejected']} rejected request(s)", flush=True)
+    return 0
