@@ -240,7 +240,9 @@ class IVTDetector:
     data, e.g. dropped samples, are bridged; longer ones end a fixation); ``merge_max_gap_ns=75 ms`` and
     ``merge_max_angle_deg=0.5`` (adjacent fixations closer than that in time and angle are merged).
     ``min_fixation_ns=100 ms`` discards shorter fixations (Tobii's own default is 60 ms; 100 ms is the common
-    research choice and avoids triggering on glances).
+    research choice and avoids triggering on glances). Runs of below-threshold samples shorter than the velocity
+    window are dropped before merging: a single tracker glitch inside a fixation then costs a few samples
+    instead of splitting the fixation in two.
 
     Latency: a sample is classified once the samples 10 ms after it have arrived, and a completed fixation is
     held for up to ``merge_max_gap_ns`` in case the next one merges with it. :meth:`current` has no such
@@ -336,6 +338,10 @@ class IVTDetector:
         if not self._run:
             return []
         run, self._run = self._run, []
+        if run[-1].timestamp_ns - run[0].timestamp_ns < min(self.velocity_window_ns, self.min_fixation_ns):
+            # Shorter than the velocity window: a sample between two velocity peaks (a glitch), not a fixation.
+            # Dropping it lets the fixations either side of the glitch merge.
+            return []
         out: list[Fixation] = []
         fixation = fixation_from_samples(run)
         if self._pending_fixation is not None and self._mergeable(self._pending_fixation, fixation):
