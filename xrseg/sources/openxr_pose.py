@@ -8,13 +8,10 @@ frame. A gaze pose looks down its own -z axis (+x right, +y up), like the VIEW s
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-import numpy.typing as npt
 import xr
 
-from xrseg.errors import InputError
+from xrseg.geometry import transform_from_pose
 from xrseg.types import GazeRay, GazeSample, Transform
 
 FORWARD = np.array([0.0, 0.0, -1.0], dtype=np.float64)
@@ -26,30 +23,14 @@ ORIENTATION_TRACKED = int(xr.SpaceLocationFlags.ORIENTATION_TRACKED_BIT)
 POSITION_TRACKED = int(xr.SpaceLocationFlags.POSITION_TRACKED_BIT)
 
 
-def rotation_from_quaternion(x: float, y: float, z: float, w: float) -> npt.NDArray[np.float64]:
-    """3x3 float64 rotation matrix of a quaternion (normalised first; a zero quaternion is an InputError)."""
-    q = np.array([x, y, z, w], dtype=np.float64)
-    norm = float(np.linalg.norm(q))
-    if not math.isfinite(norm) or norm < 1e-6:
-        raise InputError(f"quaternion {q.tolist()} cannot be normalised")
-    x, y, z, w = (q / norm).tolist()
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ],
-        dtype=np.float64,
-    )
-
-
 def transform_from_posef(pose: xr.Posef) -> Transform:
-    """4x4 float64 ``base_from_space`` transform of an ``xr.Posef``."""
+    """4x4 float64 ``base_from_space`` transform of an ``xr.Posef`` (the quaternion is normalised first).
+
+    Raises :class:`xrseg.errors.InputError` for a zero or non-finite quaternion or position.
+    """
     q = pose.orientation
-    matrix = np.eye(4, dtype=np.float64)
-    matrix[:3, :3] = rotation_from_quaternion(q.x, q.y, q.z, q.w)
-    matrix[:3, 3] = (pose.position.x, pose.position.y, pose.position.z)
-    return matrix
+    p = pose.position
+    return transform_from_pose((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
 
 
 def location_flags(location: xr.SpaceLocation) -> int:

@@ -1,0 +1,243 @@
+"""The live source: an OpenXR headset (head pose, gaze) plus a rigidly mounted camera, as one Source.
+
+Two producer threads (the OpenXR frame loop and the camera reader) feed a bounded queue; the consumer merges
+items through a small reorder buffer and yields them in approximately ascending ``timestamp_ns``: an item is
+released once it is older than ``reorder_window_ns`` (items arriving later than that are still delivered,
+slightly out of order). When either producer ends (the headset session ends, a video file runs out) the
+other is stopped too. A producer error is re-raised in the consumer.
+
+:func:`pair_frame_with_pose` is the pure helper that finds the head pose at a frame's timestamp.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import itertools
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+from xrseg.calibration import DeviceCalibration, apply_gaze_correction
+from xrseg.errors import InputError
+from xrseg.geometry import interpolate_transform
+from xrseg.sources.base import SourceItem
+from xrseg.sources.camera import CameraSource
+from xrseg.sources.clock import now_ns
+from xrseg.sources.openxr import OpenXROptions, OpenXRSource
+from xrseg.types import CameraModel, GazeSample, HeadPose, Transform
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_POSE_GAP_NS = 100_000_000
+"""Two head poses further apart than this (100 ms) are a tracking gap: a frame between them gets no pose."""
+
+
+@dataclass(frozen=True)
+class PoseMatch:
+    """The head pose at a frame's time, or ``pose`` None and ``reason`` saying why there is none."""
+
+    pose: HeadPose | None
+    reason: str = ""
+
+
+def pair_frame_with_pose(
+    timestamp_ns: int, poses: Sequence[HeadPose], max_gap_ns: int = DEFAULT_MAX_POSE_GAP_NS
+) -> PoseMatch:
+    """Interpolate ``world_from_head`` at ``timestamp_ns`` from ``poses`` (ascending ``timestamp_ns``).
+
+    Linear in translation, slerp in rotation, between the two poses around the time. No pose (None with a
+    reason) when the time is before the first or after the last pose, or the two poses around it are more than
+    ``max_gap_ns`` apart. A pose exactly at the time is returned as is.
+    """
+    if not poses:
+        return PoseMatch(None, "no head poses yet")
+    times = [pose.timestamp_ns for pose in poses]
+    if timestamp_ns < times[0]:
+        return PoseMatch(None, f"frame is {(times[0] - timestamp_ns) / 1e6:.1f} ms before the first head pose")
+    if timestamp_ns > times[-1]:
+        return PoseMatch(None, f"frame is {(timestamp_ns - times[-1]) / 1e6:.1f} ms after the last head pose")
+    index = bisect.bisect_left(times, timestamp_ns)
+    if times[index] == timestamp_ns:
+        return PoseMatch(poses[index])
+    before, after = poses[index - 1], poses[index]
+    gap_ns = after.timestamp_ns - before.timestamp_ns
+    if gap_ns > max_gap_ns:
+        return PoseMatch(None, f"head tracking gap of {gap_ns / 1e6:.1f} ms around the frame")
+    matrix = interpolate_transform(
+        before.timestamp_ns, before.world_from_head, after.timestamp_ns, after.world_from_head, timestamp_ns
+    )
+    return PoseMatch(HeadPose(timestamp_ns=timestamp_ns, world_from_head=matrix))
+
+
+class ReorderBuffer:
+    """Releases items in ascending ``timestamp_ns`` once they are ``window_ns`` older than the clock.
+
+    Pure: the caller passes the current time. Ties keep their insertion order.
+    """
+
+    def __init__(self, window_ns: int) -> None:
+        if window_ns < 0:
+            raise InputError(f"reorder window must be >= 0, got {window_ns}")
+        self.window_ns = window_ns
+        self._heap: list[tuple[int, int, SourceItem]] = []
+        self._counter = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, item: SourceItem) -> None:
+        heapq.heappush(self._heap, (item.timestamp_ns, next(self._counter), item))
+
+    def pop_ready(self, now_ns: int) -> list[SourceItem]:
+        """Items with ``timestamp_ns <= now_ns - window_ns``, oldest first."""
+        horizon = now_ns - self.window_ns
+        ready: list[SourceItem] = []
+        while self._heap and self._heap[0][0] <= horizon:
+            ready.append(heapq.heappop(self._heap)[2])
+        return ready
+
+    def flush(self) -> list[SourceItem]:
+        """Every remaining item, oldest first."""
+        items = [entry[2] for entry in sorted(self._heap)]
+        self._heap.clear()
+        return items
+
+
+_DONE = object()
+
+
+class LiveSource:
+    """Headset + camera as a :class:`xrseg.sources.base.Source`.
+
+    ``camera`` and ``head_from_camera`` come from ``calibration``; gaze rays are corrected by the calibration's
+    gaze rotation (identity when it has none). Iterate once; :meth:`close` (or leaving the ``with`` block, or
+    closing the iterator) stops both producers.
+    """
+
+    def __init__(
+        self,
+        camera: CameraSource,
+        calibration: DeviceCalibration,
+        openxr_options: OpenXROptions | None = None,
+        *,
+        reorder_window_ns: int = 50_000_000,
+        queue_size: int = 4096,
+    ) -> None:
+        self._camera_source = camera
+        self._calibration = calibration
+        self._xr = OpenXRSource(openxr_options)
+        self._buffer = ReorderBuffer(reorder_window_ns)
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._errors: list[BaseException] = []
+        self.dropped = 0
+        """Items dropped because the consumer fell more than ``queue_size`` items behind."""
+        self._started = False
+
+    @property
+    def camera(self) -> CameraModel:
+        return self._calibration.camera
+
+    @property
+    def head_from_camera(self) -> Transform:
+        return self._calibration.head_from_camera
+
+    @property
+    def openxr(self) -> OpenXRSource:
+        return self._xr
+
+    def __enter__(self) -> LiveSource:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop both producers and wait for their threads (bounded). Idempotent."""
+        self._stop.set()
+        self._xr.stop()
+        self._camera_source.close()
+        for thread in self._threads:
+            thread.join(timeout=5.0)
+            if thread.is_alive():
+                logger.warning("%s did not stop within 5 s", thread.name)
+
+    def _put(self, item: object) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.dropped += 1
+
+    def _produce(self, name: str, produce: Callable[[], Iterable[SourceItem]]) -> None:
+        try:
+            for item in produce():
+                if self._stop.is_set():
+                    break
+                self._put(item)
+        except BaseException as err:  # re-raised in the consumer thread
+            self._errors.append(err)
+        finally:
+            logger.info("%s producer finished", name)
+            self._stop.set()
+            self._xr.stop()
+            self._camera_source.close()
+            self._queue.put(_DONE)
+
+    def _openxr_items(self) -> Iterator[HeadPose | GazeSample]:
+        rotation = self._calibration.gaze_correction
+        with self._xr as xr_source:
+            for item in xr_source.stream():
+                if isinstance(item, GazeSample) and rotation is not None:
+                    yield apply_gaze_correction(item, rotation)
+                else:
+                    yield item
+
+    def _start(self) -> None:
+        if self._started:
+            raise RuntimeError("a LiveSource can be iterated only once")
+        self._started = True
+        self._camera_source.open()
+        producers: tuple[tuple[str, Callable[[], Iterable[SourceItem]]], ...] = (
+            ("openxr", self._openxr_items),
+            ("camera", lambda: self._camera_source),
+        )
+        for name, produce in producers:
+            thread = threading.Thread(target=self._produce, args=(name, produce), name=f"live-{name}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        self._start()
+        finished = 0
+        try:
+            while finished < len(self._threads):
+                try:
+                    entry = self._queue.get(timeout=0.02)
+                except queue.Empty:
+                    entry = None
+                while entry is not None:
+                    if entry is _DONE:
+                        finished += 1
+                    else:
+                        self._buffer.push(entry)  # type: ignore[arg-type]
+                    try:
+                        entry = self._queue.get_nowait()
+                    except queue.Empty:
+                        entry = None
+                if self._errors:
+                    raise self._errors[0]
+                yield from self._buffer.pop_ready(now_ns())
+            if self._errors:
+                raise self._errors[0]
+            yield from self._buffer.flush()
+        finally:
+            self.close()
+            if self.dropped:
+                logger.warning("live source dropped %d items (the consumer fell behind)", self.dropped)
