@@ -1,0 +1,263 @@
+"""Follow a selected object into later frames by projecting its 3D points and re-prompting the decoder.
+
+For each new frame, :class:`ObjectFollower` projects the object's world points into the frame (lens distortion
+included, :func:`xrseg.geometry.project_points`), keeps the ones the frame's depth confirms as visible (not
+occluded, not moved), rasterises them into a silhouette, builds a prompt (a few positive points deep inside the
+silhouette plus the visible points' bounding box), asks the decoder for a mask and checks that mask against the
+silhouette. When anything does not add up it stops with a reason instead of drifting onto another object.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from xrseg.errors import InputError
+from xrseg.geometry import in_image, invert_transform, project_points, transform_points
+from xrseg.types import CameraModel, as_transform
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Decoder", "FollowParams", "FollowResult", "ObjectFollower"]
+
+Decoder = Callable[
+    [npt.NDArray[np.float32], npt.NDArray[np.int32], "npt.NDArray[np.float32] | None"], npt.NDArray[np.bool_]
+]
+"""``decode(points_xy Nx2 float32 (x, y) pixels, labels N int32 (1 = object), box_xyxy 4 float32 | None)``
+returning the HxW bool mask for the current frame (a closure over the frame's image embedding)."""
+
+
+@dataclass(frozen=True)
+class FollowParams:
+    """Tuning of :class:`ObjectFollower`.
+
+    ``n_positive_points`` prompt points; ``min_visible_points`` below which the object counts as gone;
+    a projected point is visible when the frame's depth at its pixel is within
+    ``max(visibility_tolerance_m, visibility_relative * depth)`` of the point's own depth;
+    the silhouette is closed with radius ``close_px`` (fills gaps between projected points) and, for the
+    agreement test, dilated by ``silhouette_dilate_px``; the new mask must reach ``min_iou`` against that
+    dilated silhouette and contain ``min_coverage`` of the visible projected points; ``box_margin_px`` pads
+    the prompt box; ``max_points`` caps the points projected per frame (a deterministic stride beyond it).
+    """
+
+    n_positive_points: int = 3
+    min_visible_points: int = 20
+    visibility_tolerance_m: float = 0.02
+    visibility_relative: float = 0.03
+    close_px: int = 3
+    silhouette_dilate_px: int = 4
+    min_iou: float = 0.5
+    min_coverage: float = 0.6
+    box_margin_px: float = 4.0
+    max_points: int = 60_000
+
+    def __post_init__(self) -> None:
+        if self.n_positive_points < 1 or self.min_visible_points < 1 or self.max_points < 1:
+            raise InputError("n_positive_points, min_visible_points and max_points must be >= 1")
+        if self.close_px < 0 or self.silhouette_dilate_px < 0 or self.box_margin_px < 0:
+            raise InputError("close_px, silhouette_dilate_px and box_margin_px must be >= 0")
+        if not (0.0 <= self.min_iou <= 1.0 and 0.0 <= self.min_coverage <= 1.0):
+            raise InputError("min_iou and min_coverage must be in [0, 1]")
+        if not (self.visibility_tolerance_m > 0 and self.visibility_relative >= 0):
+            raise InputError("visibility_tolerance_m must be positive and visibility_relative >= 0")
+
+
+@dataclass(frozen=True)
+class FollowResult:
+    """The outcome of following the object into one frame.
+
+    ``mask`` HxW bool when followed, None when stopped; ``stopped_reason`` None when followed, else a
+    sentence ("object left the view", "mask disagrees with projection (IoU 0.21 < 0.5)", "no depth", ...).
+    ``agreement_iou`` IoU of the decoder's mask with the dilated silhouette of the projected points and
+    ``coverage`` the share of visible projected points inside that mask (both NaN when no mask was decoded).
+    ``prompt_points_xy`` Nx2 float32, ``prompt_labels`` N int32 and ``box_xyxy`` (4 float32 or None) are the
+    prompt sent to the decoder (empty when none was sent); ``visible_points`` how many projected points the
+    frame's depth confirmed; ``silhouette`` HxW bool (closed, not dilated) or None when not computed.
+    """
+
+    mask: npt.NDArray[np.bool_] | None
+    agreement_iou: float
+    coverage: float
+    stopped_reason: str | None
+    prompt_points_xy: npt.NDArray[np.float32]
+    prompt_labels: npt.NDArray[np.int32]
+    box_xyxy: npt.NDArray[np.float32] | None
+    visible_points: int
+    silhouette: npt.NDArray[np.bool_] | None = None
+
+    @property
+    def followed(self) -> bool:
+        return self.stopped_reason is None
+
+
+def _stopped(reason: str, visible: int = 0, silhouette: npt.NDArray[np.bool_] | None = None) -> FollowResult:
+    logger.info("follow stopped: %s", reason)
+    return FollowResult(
+        None,
+        math.nan,
+        math.nan,
+        reason,
+        np.zeros((0, 2), dtype=np.float32),
+        np.zeros(0, dtype=np.int32),
+        None,
+        visible,
+        silhouette,
+    )
+
+
+def _disk(radius: int) -> npt.NDArray[np.uint8]:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def _farthest_points(candidates_xy: npt.NDArray[np.float64], first: int, count: int) -> list[int]:
+    """Indices of up to ``count`` candidates chosen by farthest-point sampling from ``first`` (deterministic)."""
+    chosen = [first]
+    nearest = np.linalg.norm(candidates_xy - candidates_xy[first], axis=1)
+    while len(chosen) < min(count, candidates_xy.shape[0]):
+        index = int(np.argmax(nearest))
+        if nearest[index] <= 0.0:
+            break
+        chosen.append(index)
+        nearest = np.minimum(nearest, np.linalg.norm(candidates_xy - candidates_xy[index], axis=1))
+    return chosen
+
+
+class ObjectFollower:
+    """Follows one object, given as Nx3 float64 world points (metres), e.g. ``lift_mask(...).points_world_m``."""
+
+    def __init__(self, points_world_m: npt.ArrayLike, params: FollowParams | None = None) -> None:
+        self.params = params or FollowParams()
+        self.points_world_m = points_world_m  # validated by the setter
+
+    @property
+    def points_world_m(self) -> npt.NDArray[np.float64]:
+        """Nx3 float64 world points being followed (read-only)."""
+        return self._points
+
+    @points_world_m.setter
+    def points_world_m(self, value: npt.ArrayLike) -> None:
+        points = np.array(value, dtype=np.float64, copy=True)
+        if points.ndim != 2 or points.shape[1] != 3:
+            raise InputError(f"points_world_m must be Nx3, got shape {points.shape}")
+        if points.shape[0] == 0:
+            raise InputError("cannot follow an object without points")
+        if not np.all(np.isfinite(points)):
+            raise InputError("points_world_m has non-finite values")
+        if points.shape[0] > self.params.max_points:
+            stride = math.ceil(points.shape[0] / self.params.max_points)
+            points = points[::stride]
+        points.setflags(write=False)
+        self._points = points
+
+    def follow(
+        self,
+        depth_m: npt.NDArray[np.float32] | None,
+        camera: CameraModel,
+        world_from_camera: npt.ArrayLike,
+        decode: Decoder,
+    ) -> FollowResult:
+        """Find the object in a new frame.
+
+        ``depth_m`` HxW float32 metres along +z (0 = none) or None; ``camera`` the frame's camera model;
+        ``world_from_camera`` 4x4 float64; ``decode`` the frame's decoder (see :data:`Decoder`). Returns a
+        :class:`FollowResult`; the decoder is only called when the projection gives a usable prompt.
+        """
+        params = self.params
+        world_from_camera_t = as_transform(world_from_camera, "world_from_camera")
+        shape = (camera.height_px, camera.width_px)
+        points_camera = transform_points(invert_transform(world_from_camera_t), self._points)
+        pixels, _ = project_points(camera, points_camera)
+        on_image = in_image(camera, pixels)
+        in_view = int(np.count_nonzero(on_image))
+        if in_view < params.min_visible_points:
+            return _stopped("object left the view")
+        if depth_m is None:
+            return _stopped("no depth")
+        depth = np.asarray(depth_m)
+        if depth.shape != shape:
+            raise InputError(f"depth_m must be {shape[0]}x{shape[1]} to match the camera, got {depth.shape}")
+        cols = np.clip(np.rint(pixels[on_image, 0]).astype(np.intp), 0, shape[1] - 1)
+        rows = np.clip(np.rint(pixels[on_image, 1]).astype(np.intp), 0, shape[0] - 1)
+        z = points_camera[on_image, 2]
+        measured = depth[rows, cols].astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            has_depth = np.isfinite(measured) & (measured > 0)
+        if int(np.count_nonzero(has_depth)) < params.min_visible_points:
+            return _stopped("no depth")
+        tolerance = np.maximum(params.visibility_tolerance_m, params.visibility_relative * measured)
+        visible = has_depth & (np.abs(z - measured) <= tolerance)
+        visible_count = int(np.count_nonzero(visible))
+        if visible_count < params.min_visible_points:
+            return _stopped(
+                f"object is occluded or moved ({visible_count} of {in_view} projected points match the depth)",
+                visible_count,
+            )
+        rows, cols = rows[visible], cols[visible]
+        silhouette_u8 = np.zeros(shape, dtype=np.uint8)
+        silhouette_u8[rows, cols] = 1
+        if params.close_px > 0:
+            silhouette_u8 = cv2.morphologyEx(silhouette_u8, cv2.MORPH_CLOSE, _disk(params.close_px))
+        silhouette = silhouette_u8.astype(np.bool_)
+
+        # Positive prompts: deep inside the silhouette (distance transform), spread by farthest-point sampling.
+        inside = cv2.distanceTransform(silhouette_u8, cv2.DIST_L2, 5)[rows, cols]
+        candidates = np.flatnonzero(inside >= 0.5 * float(inside.max()))
+        candidate_xy = np.column_stack([cols[candidates], rows[candidates]]).astype(np.float64)
+        first = int(np.argmax(inside[candidates]))
+        chosen = candidates[_farthest_points(candidate_xy, first, params.n_positive_points)]
+        points_xy = np.column_stack([cols[chosen], rows[chosen]]).astype(np.float32)
+        labels = np.ones(points_xy.shape[0], dtype=np.int32)
+        margin = params.box_margin_px
+        box = np.array(
+            [
+                max(float(cols.min()) - margin, 0.0),
+                max(float(rows.min()) - margin, 0.0),
+                min(float(cols.max()) + margin, shape[1] - 1.0),
+                min(float(rows.max()) + margin, shape[0] - 1.0),
+            ],
+            dtype=np.float32,
+        )
+        mask = np.asarray(decode(points_xy, labels, box))
+        if mask.shape != shape:
+            raise InputError(f"decoder returned a mask of shape {mask.shape}, expected {shape}")
+        mask = mask.astype(np.bool_, copy=False)
+
+        def result(reason: str | None, iou: float, coverage: float) -> FollowResult:
+            if reason is not None:
+                logger.info("follow stopped: %s", reason)
+            return FollowResult(
+                mask if reason is None else None,
+                iou,
+                coverage,
+                reason,
+                points_xy,
+                labels,
+                box,
+                visible_count,
+                silhouette,
+            )
+
+        if not mask.any():
+            return result("decoder returned an empty mask", 0.0, 0.0)
+        dilated = silhouette_u8
+        if params.silhouette_dilate_px > 0:
+            dilated = cv2.dilate(silhouette_u8, _disk(params.silhouette_dilate_px))
+        dilated_b = dilated.astype(np.bool_)
+        union = int(np.count_nonzero(mask | dilated_b))
+        iou = int(np.count_nonzero(mask & dilated_b)) / union if union else 0.0
+        coverage = float(np.mean(mask[rows, cols]))
+        if iou < params.min_iou:
+            return result(f"mask disagrees with projection (IoU {iou:.2f} < {params.min_iou:g})", iou, coverage)
+        if coverage < params.min_coverage:
+            return result(
+                f"mask covers only {coverage:.0%} of the projected points (< {params.min_coverage:.0%})",
+                iou,
+                coverage,
+            )
+        return result(None, iou, coverage)
