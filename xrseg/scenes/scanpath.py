@@ -1,0 +1,452 @@
+"""Scripted gaze: fixations on visible objects, main-sequence saccades, drift, blinks and tracker error.
+
+Planning (:func:`plan_fixations`) picks, fixation by fixation, an object and a target point on its visible
+surface near its centre (a ray from the eye toward the object's centre, or toward nearby points when the centre
+is hidden, must hit that object first). A target is accepted only when the eye sees it at the fixation's start,
+middle and end, it is within ``max_view_angle_deg`` of straight ahead, and the camera frame nearest the fixation
+centre shows the object on a 5x5 pixel patch around the target's projection. Each fixation also starts a head
+turn (see :mod:`xrseg.scenes.trajectory`), so planning and head motion are built together.
+
+Synthesis (:func:`synthesize_gaze`) samples the true gaze at the eye tracker's rate (fixation: toward the
+target from the moving eye plus fixational drift; saccade: a minimum-jerk rotation between the two targets,
+whose bell-shaped velocity profile follows the main sequence), then adds tracker error: a constant bias of
+``accuracy_deg`` in a random direction and isotropic Gaussian noise whose RMS angle is ``precision_deg`` (each
+of the two tangent axes has sigma ``precision_deg / sqrt(2)``). Blinks are runs of invalid samples.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from xrseg.errors import InputError
+from xrseg.geometry import in_image, invert_transform, project_points
+from xrseg.scenes.layout import SceneLayout, SceneObject
+from xrseg.scenes.recipe import GazeErrorSpec, ScanpathSpec, TrajectorySpec
+from xrseg.scenes.render import Renderer
+from xrseg.scenes.trajectory import HeadTrajectory, HeadTurn, MotionNoise, yaw_pitch_towards
+from xrseg.types import Transform, Vec3
+
+logger = logging.getLogger(__name__)
+
+T0_NS = 1_000_000_000
+"""Timestamp of the first sample of every synthetic session (1 s on the session's monotonic clock)."""
+
+PATCH_RADIUS_PX = 2
+"""The target's projection must lie on a (2r+1) x (2r+1) patch of the object's pixels."""
+
+_FORWARD_HEAD = np.array([0.0, 0.0, -1.0])
+
+
+def stream_timestamps(t0_ns: int, duration_s: float, rate_hz: float) -> npt.NDArray[np.int64]:
+    """N int64 strictly increasing timestamps ``t0 + round(i * 1e9 / rate)`` covering [t0, t0 + duration)."""
+    count = max(1, math.ceil(duration_s * rate_hz - 1e-9))
+    stamps = t0_ns + np.rint(np.arange(count) * (1e9 / rate_hz)).astype(np.int64)
+    return stamps
+
+
+def saccade_duration_ms(amplitude_deg: float, limits_ms: tuple[float, float]) -> float:
+    """Main-sequence duration (Carpenter: 21 ms + 2.2 ms per degree), clipped to ``limits_ms``."""
+    return float(np.clip(21.0 + 2.2 * amplitude_deg, limits_ms[0], limits_ms[1]))
+
+
+def minimum_jerk(progress: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Fraction of the movement done at fraction ``progress`` (0..1) of its time: 10t^3 - 15t^4 + 6t^5.
+
+    Its derivative is the bell-shaped velocity profile of a saccade, peaking at 1.875 x the mean velocity.
+    """
+    t = np.clip(np.asarray(progress, dtype=np.float64), 0.0, 1.0)
+    result: npt.NDArray[np.float64] = t**3 * (10.0 - 15.0 * t + 6.0 * t * t)
+    return result
+
+
+def _unit(v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    result: npt.NDArray[np.float64] = v / np.linalg.norm(v, axis=-1, keepdims=True)
+    return result
+
+
+def tangent_basis(directions: npt.ArrayLike) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(right, up): Nx3 float64 unit vectors perpendicular to N head-frame unit directions.
+
+    ``right = d x (0, 1, 0)`` and ``up = right x d``; for straight ahead (0, 0, -1) they are +x and +y.
+    Undefined for directions along +-y (never reached by a gaze within 90 degrees of straight ahead).
+    """
+    d = np.atleast_2d(np.asarray(directions, dtype=np.float64))
+    right = _unit(np.cross(d, np.array([0.0, 1.0, 0.0])))
+    up = np.cross(right, d)
+    return right, up
+
+
+def offset_directions(directions: npt.ArrayLike, offsets_rad: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Rotate N unit directions by Nx2 angular offsets (right, up) in radians (the exponential map).
+
+    The result is at exactly ``|offset|`` radians from the input, toward ``right * ox + up * oy``.
+    """
+    d = np.atleast_2d(np.asarray(directions, dtype=np.float64))
+    offsets = np.atleast_2d(np.asarray(offsets_rad, dtype=np.float64))
+    right, up = tangent_basis(d)
+    angle = np.linalg.norm(offsets, axis=1)
+    tangent = right * offsets[:, :1] + up * offsets[:, 1:2]
+    safe = np.where(angle > 0, angle, 1.0)
+    result: npt.NDArray[np.float64] = np.cos(angle)[:, None] * d + (np.sin(angle) / safe)[:, None] * tangent
+    return result
+
+
+def angular_offsets(directions: npt.ArrayLike, others: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Nx2 float64 (right, up) radians taking each unit direction to the other (inverse of
+    :func:`offset_directions`); NaN rows where either is not finite."""
+    d = np.atleast_2d(np.asarray(directions, dtype=np.float64))
+    o = np.atleast_2d(np.asarray(others, dtype=np.float64))
+    right, up = tangent_basis(d)
+    x, y = np.sum(o * right, axis=1), np.sum(o * up, axis=1)
+    along = np.sum(o * d, axis=1)
+    sine = np.hypot(x, y)
+    angle = np.arctan2(sine, along)
+    scale = np.where(sine > 0, angle / np.where(sine > 0, sine, 1.0), 1.0)
+    return np.column_stack([x * scale, y * scale])
+
+
+# -----------------------------------------------------------------------------------------------------------
+# Planning
+
+
+@dataclass(frozen=True)
+class ScriptedFixation:
+    """One planned fixation: the saccade toward it starts at ``saccade_start_ns`` (== ``start_ns`` for the
+    first), the eye rests on ``target_world_m`` (3 float64, a visible surface point of ``object_id``) from
+    ``start_ns`` to ``end_ns``."""
+
+    saccade_start_ns: int
+    start_ns: int
+    end_ns: int
+    object_id: int
+    target_world_m: Vec3
+
+    @property
+    def centre_ns(self) -> int:
+        return (self.start_ns + self.end_ns) // 2
+
+
+@dataclass(frozen=True)
+class VisibilityContext:
+    """What a target must be visible to: the renderer, the camera rig and the frame timestamps."""
+
+    renderer: Renderer
+    head_from_camera: Transform
+    frame_timestamps_ns: npt.NDArray[np.int64]
+    max_view_angle_deg: float
+
+
+def _seen_from_eye(ctx: VisibilityContext, world_from_head: Transform, target: Vec3, object_id: int) -> bool:
+    eye = world_from_head[:3, 3]
+    offset = target - eye
+    distance = float(np.linalg.norm(offset))
+    direction = offset / distance
+    in_head = world_from_head[:3, :3].T @ direction
+    angle = math.degrees(math.acos(float(np.clip(in_head @ _FORWARD_HEAD, -1.0, 1.0))))
+    if angle > ctx.max_view_angle_deg:
+        return False
+    hits = ctx.renderer.cast(eye[None, :], direction[None, :])
+    return int(hits.instance_ids[0]) == object_id and abs(float(hits.distance_m[0]) - distance) < 0.004
+
+
+def nearest_frame_index(frame_timestamps_ns: npt.NDArray[np.int64], timestamp_ns: int) -> int:
+    """Index of the frame timestamp nearest ``timestamp_ns`` (the earlier one on a tie)."""
+    index = int(np.searchsorted(frame_timestamps_ns, timestamp_ns))
+    if index == 0:
+        return 0
+    if index >= frame_timestamps_ns.size:
+        return int(frame_timestamps_ns.size - 1)
+    before, after = frame_timestamps_ns[index - 1], frame_timestamps_ns[index]
+    return index - 1 if timestamp_ns - before <= after - timestamp_ns else index
+
+
+def target_pixel(
+    ctx: VisibilityContext, world_from_head: Transform, target: Vec3
+) -> tuple[npt.NDArray[np.float64], Transform] | None:
+    """(2 float64 (x, y) pixel, world_from_camera) of a world point, or None when off the image."""
+    world_from_camera = world_from_head @ ctx.head_from_camera
+    camera_point = (
+        invert_transform(world_from_camera)[:3, :3] @ target + invert_transform(world_from_camera)[:3, 3]
+    )
+    pixels, _ = project_points(ctx.renderer.camera, camera_point[None, :])
+    if not bool(in_image(ctx.renderer.camera, pixels)[0]):
+        return None
+    return pixels[0], world_from_camera
+
+
+def _seen_by_camera(ctx: VisibilityContext, world_from_head: Transform, target: Vec3, object_id: int) -> bool:
+    found = target_pixel(ctx, world_from_head, target)
+    if found is None:
+        return False
+    pixel, world_from_camera = found
+    camera = ctx.renderer.camera
+    x, y = round(float(pixel[0])), round(float(pixel[1]))
+    r = PATCH_RADIUS_PX
+    if not (r <= x < camera.width_px - r and r <= y < camera.height_px - r):
+        return False
+    patch = ctx.renderer.pixel_directions[y - r : y + r + 1, x - r : x + r + 1].reshape(-1, 3)
+    directions = patch @ world_from_camera[:3, :3].T
+    hits = ctx.renderer.cast(np.broadcast_to(world_from_camera[:3, 3], directions.shape), directions)
+    return bool(np.all(hits.instance_ids == object_id))
+
+
+def _aim_points(obj: SceneObject, eye: Vec3) -> list[Vec3]:
+    """The object's centre, then rings of points around it across the line of sight (metres, world)."""
+    centre = obj.centre_m
+    view = _unit(centre - eye)
+    side = _unit(np.cross(view, np.array([0.0, 1.0, 0.0])))
+    up = np.cross(side, view)
+    points = [centre]
+    for fraction in (0.15, 0.3):
+        for k in range(8):
+            angle = 2 * math.pi * k / 8
+            points.append(centre + obj.size_m * fraction * (math.cos(angle) * side + math.sin(angle) * up))
+    return points
+
+
+def find_target_point(
+    ctx: VisibilityContext, obj: SceneObject, trajectory: HeadTrajectory, start_ns: int, end_ns: int
+) -> Vec3 | None:
+    """A visible surface point of ``obj`` near its centre for a fixation from ``start_ns`` to ``end_ns``."""
+    centre_ns = (start_ns + end_ns) // 2
+    frame_ns = int(ctx.frame_timestamps_ns[nearest_frame_index(ctx.frame_timestamps_ns, centre_ns)])
+    poses = trajectory.world_from_head(np.array([start_ns, centre_ns, end_ns, frame_ns], dtype=np.int64))
+    eye = poses[1][:3, 3]
+    for aim in _aim_points(obj, eye):
+        direction = _unit(aim - eye)
+        hits = ctx.renderer.cast(eye[None, :], direction[None, :])
+        if int(hits.instance_ids[0]) != obj.object_id:
+            continue
+        target = eye + direction * float(hits.distance_m[0])
+        if all(_seen_from_eye(ctx, pose, target, obj.object_id) for pose in poses[:3]) and _seen_by_camera(
+            ctx, poses[3], target, obj.object_id
+        ):
+            return target
+    return None
+
+
+def target_visible(ctx: VisibilityContext, fixation: ScriptedFixation, trajectory: HeadTrajectory) -> bool:
+    """Re-check a planned fixation against a (final) trajectory, as :func:`find_target_point` did."""
+    frame_ns = int(ctx.frame_timestamps_ns[nearest_frame_index(ctx.frame_timestamps_ns, fixation.centre_ns)])
+    stamps = np.array([fixation.start_ns, fixation.centre_ns, fixation.end_ns, frame_ns], dtype=np.int64)
+    poses = trajectory.world_from_head(stamps)
+    target = fixation.target_world_m
+    return all(_seen_from_eye(ctx, pose, target, fixation.object_id) for pose in poses[:3]) and _seen_by_camera(
+        ctx, poses[3], target, fixation.object_id
+    )
+
+
+def _head_angles(eye: Vec3, point: Vec3, neutral: tuple[float, float], gain: float) -> tuple[float, float]:
+    yaw, pitch = yaw_pitch_towards(point - eye)
+    d_yaw = (yaw - neutral[0] + math.pi) % (2 * math.pi) - math.pi
+    return neutral[0] + gain * d_yaw, neutral[1] + gain * (pitch - neutral[1])
+
+
+def _angle_deg(a: Vec3, b: Vec3) -> float:
+    cosine = float(np.clip(_unit(a) @ _unit(b), -1.0, 1.0))
+    return math.degrees(math.acos(cosine))
+
+
+def plan_fixations(
+    layout: SceneLayout,
+    ctx: VisibilityContext,
+    scanpath: ScanpathSpec,
+    motion: TrajectorySpec,
+    noise: MotionNoise,
+    t0_ns: int,
+    duration_s: float,
+    rng: np.random.Generator,
+) -> tuple[tuple[ScriptedFixation, ...], HeadTrajectory]:
+    """Plan fixations filling [t0, t0 + duration) and the head trajectory that goes with them.
+
+    Raises InputError when no object can be fixated at all (every object hidden or out of view).
+    """
+    if not layout.objects:
+        raise InputError("the scene has no objects to look at")
+    eye = layout.eye_nominal_m
+    mean_centre = np.mean([obj.centre_m for obj in layout.objects], axis=0)
+    neutral = yaw_pitch_towards(mean_centre - eye)
+    t_end = t0_ns + round(duration_s * 1e9)
+    fix_min_ns = round(scanpath.fixation_ms[0] * 1e6)
+    visits = {obj.object_id: 0 for obj in layout.objects}
+    fixations: list[ScriptedFixation] = []
+    turns: list[HeadTurn] = []
+    initial = neutral
+    trajectory = HeadTrajectory(eye, *initial, [], motion.turn_time_s, noise, t0_ns)
+    cursor = t0_ns
+    while cursor < t_end:
+        duration_ns = round(float(rng.uniform(*scanpath.fixation_ms)) * 1e6)
+        keys = rng.uniform(size=len(layout.objects))
+        previous = fixations[-1] if fixations else None
+        order = sorted(
+            (obj for obj in layout.objects if previous is None or obj.object_id != previous.object_id),
+            key=lambda o: (visits[o.object_id], keys[o.object_id - 1]),
+        )
+        accepted: tuple[ScriptedFixation, HeadTrajectory, list[HeadTurn], tuple[float, float]] | None = None
+        out_of_time = False
+        for obj in order:
+            angles = _head_angles(eye, obj.centre_m, neutral, motion.head_gain)
+            if previous is None:
+                start_ns, start_initial = t0_ns, angles
+            else:
+                amplitude = _angle_deg(previous.target_world_m - eye, obj.centre_m - eye)
+                start_ns = cursor + round(saccade_duration_ms(amplitude, scanpath.saccade_ms) * 1e6)
+                start_initial = initial
+            end_ns = min(start_ns + duration_ns, t_end)
+            if end_ns - start_ns < fix_min_ns:
+                out_of_time = True
+                break
+            candidate_turns = [*turns, HeadTurn(cursor, *angles)]
+            candidate = HeadTrajectory(eye, *start_initial, candidate_turns, motion.turn_time_s, noise, t0_ns)
+            target = find_target_point(ctx, obj, candidate, start_ns, end_ns)
+            if target is not None:
+                fixation = ScriptedFixation(cursor, start_ns, end_ns, obj.object_id, target)
+                accepted = (fixation, candidate, candidate_turns, start_initial)
+                break
+        if out_of_time:
+            break
+        if accepted is None:
+            if previous is None:
+                raise InputError("no object is visible from the viewer: check placement.azimuth_deg and distances")
+            logger.warning("no visible object to fixate after %.2f s; the last fixation is held", cursor * 1e-9)
+            break
+        fixation, trajectory, turns, initial = accepted
+        fixations.append(fixation)
+        visits[fixation.object_id] += 1
+        cursor = fixation.end_ns
+    if fixations and fixations[-1].end_ns < t_end:  # too little time left for one more: hold the last one
+        last = fixations[-1]
+        fixations[-1] = ScriptedFixation(
+            last.saccade_start_ns, last.start_ns, t_end, last.object_id, last.target_world_m
+        )
+    for fixation in fixations:
+        if not target_visible(ctx, fixation, trajectory):
+            logger.warning(
+                "fixation on object %d at %d ns is not fully visible", fixation.object_id, fixation.start_ns
+            )
+    return tuple(fixations), trajectory
+
+
+# -----------------------------------------------------------------------------------------------------------
+# Synthesis
+
+
+@dataclass(frozen=True)
+class GazeTrack:
+    """Sampled gaze, true and measured, in the head frame (origin at the cyclopean eye).
+
+    ``timestamps_ns`` N int64; ``true_direction`` Nx3 float64 unit (where the eye really points, drift
+    included); ``measured_direction`` Nx3 float64 unit (with tracker error; NaN rows where not valid); ``valid``
+    N bool (False during blinks); ``true_distance_m`` N float64 (eye to the looked-at point); ``vergence_depth_m``
+    N float64 (noisy, NaN where not valid); ``bias_rad`` (2 float64 (right, up) radians, the accuracy error).
+    """
+
+    timestamps_ns: npt.NDArray[np.int64]
+    true_direction: npt.NDArray[np.float64]
+    measured_direction: npt.NDArray[np.float64]
+    valid: npt.NDArray[np.bool_]
+    true_distance_m: npt.NDArray[np.float64]
+    vergence_depth_m: npt.NDArray[np.float64]
+    bias_rad: npt.NDArray[np.float64]
+
+
+def _drift(count: int, rate_hz: float, rms_deg: float, rng: np.random.Generator) -> npt.NDArray[np.float64]:
+    """Nx2 radians: a 2D Ornstein-Uhlenbeck walk with 0.25 s correlation and ``rms_deg`` RMS angle."""
+    sigma = math.radians(rms_deg) / math.sqrt(2.0)
+    decay = math.exp(-1.0 / (rate_hz * 0.25))
+    kicks = rng.normal(0.0, sigma * math.sqrt(1.0 - decay**2), size=(count, 2))
+    walk = np.zeros((count, 2))
+    walk[0] = rng.normal(0.0, sigma, size=2)
+    for i in range(1, count):
+        walk[i] = decay * walk[i - 1] + kicks[i]
+    return walk
+
+
+def blink_mask(
+    timestamps_ns: npt.NDArray[np.int64], spec: ScanpathSpec, rng: np.random.Generator
+) -> npt.NDArray[np.bool_]:
+    """N bool, True inside blinks: Poisson(``blinks_per_min``) blinks of ``blink_ms``, away from the ends."""
+    t0, t1 = int(timestamps_ns[0]), int(timestamps_ns[-1])
+    duration_s = (t1 - t0) * 1e-9
+    count = int(rng.poisson(spec.blinks_per_min * duration_s / 60.0))
+    mask = np.zeros(timestamps_ns.size, dtype=bool)
+    for _ in range(count):
+        length_ns = round(float(rng.uniform(*spec.blink_ms)) * 1e6)
+        low, high = t0 + 200_000_000, t1 - 200_000_000 - length_ns
+        if high <= low:
+            continue
+        start = int(rng.integers(low, high))
+        mask |= (timestamps_ns >= start) & (timestamps_ns < start + length_ns)
+    return mask
+
+
+def synthesize_gaze(
+    fixations: Sequence[ScriptedFixation],
+    trajectory: HeadTrajectory,
+    timestamps_ns: npt.NDArray[np.int64],
+    rate_hz: float,
+    scanpath: ScanpathSpec,
+    error: GazeErrorSpec,
+    rng: np.random.Generator,
+) -> GazeTrack:
+    """Sample true and measured gaze at ``timestamps_ns`` (N int64) following ``fixations``."""
+    if not fixations:
+        raise InputError("cannot synthesize gaze without fixations")
+    poses = trajectory.world_from_head(timestamps_ns)
+    eyes = poses[:, :3, 3]
+    targets = np.array([f.target_world_m for f in fixations])
+    saccade_starts = np.array([f.saccade_start_ns for f in fixations], dtype=np.int64)
+    starts = np.array([f.start_ns for f in fixations], dtype=np.int64)
+    index = np.clip(np.searchsorted(saccade_starts, timestamps_ns, side="right") - 1, 0, len(fixations) - 1)
+    to_next = targets[index] - eyes
+    distance = np.linalg.norm(to_next, axis=1)
+    direction_world = to_next / distance[:, None]
+    in_saccade = (timestamps_ns < starts[index]) & (index > 0)
+    if np.any(in_saccade):
+        k = index[in_saccade]
+        progress = (timestamps_ns[in_saccade] - saccade_starts[k]) / (starts[k] - saccade_starts[k])
+        s = minimum_jerk(progress)
+        to_prev = targets[k - 1] - eyes[in_saccade]
+        prev_distance = np.linalg.norm(to_prev, axis=1)
+        a, b = to_prev / prev_distance[:, None], direction_world[in_saccade]
+        omega = np.arccos(np.clip(np.sum(a * b, axis=1), -1.0, 1.0))
+        sin_omega = np.where(omega > 1e-9, np.sin(omega), 1.0)
+        wa = np.where(omega > 1e-9, np.sin((1 - s) * omega) / sin_omega, 1 - s)
+        wb = np.where(omega > 1e-9, np.sin(s * omega) / sin_omega, s)
+        direction_world[in_saccade] = _unit(wa[:, None] * a + wb[:, None] * b)
+        distance[in_saccade] = (1 - s) * prev_distance + s * distance[in_saccade]
+    rotations = poses[:, :3, :3]
+    target_head = np.einsum("nji,nj->ni", rotations, direction_world)  # R^T d
+    drift = _drift(timestamps_ns.size, rate_hz, scanpath.drift_deg, rng)
+    true_direction = offset_directions(target_head, drift)
+    phi = float(rng.uniform(0.0, 2 * math.pi))
+    bias = math.radians(error.accuracy_deg) * np.array([math.cos(phi), math.sin(phi)])
+    sigma = math.radians(error.precision_deg) / math.sqrt(2.0)
+    noise = rng.normal(0.0, sigma, size=(timestamps_ns.size, 2))
+    measured = offset_directions(true_direction, bias[None, :] + noise)
+    vergence = distance + rng.normal(0.0, 1.0, size=distance.size) * scanpath.vergence_noise * distance
+    vergence = np.maximum(vergence, 0.05)
+    blinking = blink_mask(timestamps_ns, scanpath, rng)
+    measured[blinking] = np.nan
+    vergence[blinking] = np.nan
+    return GazeTrack(
+        timestamps_ns=timestamps_ns.copy(),
+        true_direction=true_direction,
+        measured_direction=measured,
+        valid=~blinking,
+        true_distance_m=distance,
+        vergence_depth_m=vergence,
+        bias_rad=bias,
+    )
+
+
+def select_timestamps(fixations: Sequence[ScriptedFixation], before_end_ms: float) -> list[int]:
+    """One SELECT time per fixation, ``before_end_ms`` before its end (never before its middle)."""
+    lead_ns = round(before_end_ms * 1e6)
+    return [max(f.end_ns - lead_ns, f.centre_ns) for f in fixations]
