@@ -1,0 +1,266 @@
+"""``xrseg model build``: checkpoint -> ONNX graphs -> quantised variants, with a verified manifest.
+
+Every file in the cache is produced by one step from the files before it, and the manifest records each
+file's SHA-256. A build verifies what is there and redoes only the steps whose output is missing or does not
+match its recorded hash, so a second build is a no-op and a corrupted file is rebuilt on its own.
+
+Variants pair an encoder with a decoder (see :data:`VARIANTS`); ``SamEngine.from_cache()`` loads the default.
+Only this module's *build* path imports torch (through :mod:`xrseg.sam.export`); loading a variant does not.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from xrseg import __version__
+from xrseg.errors import ModelError
+from xrseg.sam import weights
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    encoder: str
+    decoder: str
+    description: str
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("fp32", "encoder.fp32.onnx", "decoder.fp32.onnx", "float32 encoder and decoder (reference accuracy)"),
+        Variant(
+            "int8",
+            "encoder.int8.onnx",
+            "decoder.fp32.onnx",
+            "encoder with int8 dynamically quantised MatMul/Gemm weights; float32 decoder",
+        ),
+    )
+}
+DEFAULT_VARIANT = "fp32"
+
+
+@dataclass(frozen=True)
+class Step:
+    """Produces ``output`` (a file name in the models directory) from the files named in ``inputs``."""
+
+    output: str
+    inputs: tuple[str, ...]
+    description: str
+    run: Callable[[Path, Path], None]  # (models_dir, temporary output path)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_sam(checkpoint: Path) -> Any:
+    from xrseg.sam.export import load_mobile_sam
+
+    return load_mobile_sam(checkpoint)
+
+
+def _sam(models: Path) -> Any:
+    return _load_sam(models / weights.CHECKPOINT_NAME)
+
+
+def _export_encoder(models: Path, out: Path) -> None:
+    from xrseg.sam.export import export_encoder
+
+    export_encoder(_sam(models), out)
+
+
+def _export_decoder(models: Path, out: Path) -> None:
+    from xrseg.sam.export import export_decoder
+
+    export_decoder(_sam(models), out)
+
+
+def _quantize_encoder(models: Path, out: Path) -> None:
+    from xrseg.sam.quantize import quantize_matmuls
+
+    quantize_matmuls(models / "encoder.fp32.onnx", out)
+
+
+STEPS: tuple[Step, ...] = (
+    Step("encoder.fp32.onnx", (weights.CHECKPOINT_NAME,), "export encoder", _export_encoder),
+    Step("decoder.fp32.onnx", (weights.CHECKPOINT_NAME,), "export decoder", _export_decoder),
+    Step("encoder.int8.onnx", ("encoder.fp32.onnx",), "quantise encoder", _quantize_encoder),
+)
+
+
+def manifest_path(home: Path | None = None) -> Path:
+    return weights.models_dir(home) / MANIFEST_NAME
+
+
+def read_manifest(home: Path | None = None) -> dict[str, Any] | None:
+    """The manifest as a dict, or None when there is none. A malformed manifest raises ModelError."""
+    path = manifest_path(home)
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelError(f"model manifest {path} is unreadable ({err}); run `xrseg model build --force`") from err
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise ModelError(f"model manifest {path} has an unknown format; run `xrseg model build --force`")
+    return manifest
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+        tmp = Path(handle.name)
+    os.replace(tmp, path)
+
+
+# (path, size, mtime_ns) -> sha256, so a process verifies each file once.
+_VERIFIED: dict[tuple[str, int, int], str] = {}
+
+
+def _file_sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = weights.sha256_file(path)
+    return _VERIFIED[key]
+
+
+def file_status(models: Path, name: str, manifest: dict[str, Any] | None) -> str:
+    """"ok", "missing", "unrecorded" (not in the manifest) or "corrupted" (hash differs from the manifest)."""
+    path = models / name
+    if not path.is_file():
+        return "missing"
+    if name == weights.CHECKPOINT_NAME:
+        return "ok" if _file_sha256(path) == weights.CHECKPOINT_SHA256 else "corrupted"
+    recorded = (manifest or {}).get("files", {}).get(name, {}).get("sha256")
+    if recorded is None:
+        return "unrecorded"
+    return "ok" if _file_sha256(path) == recorded else "corrupted"
+
+
+def load_verified_variant(variant: str | None = None, home: Path | None = None) -> tuple[Path, Path]:
+    """Paths of a variant's (encoder, decoder), after checking both against the manifest's hashes."""
+    models = weights.models_dir(home)
+    manifest = read_manifest(home)
+    if manifest is None:
+        raise ModelError(f"no models in {models}; run `xrseg model build`")
+    name = variant or manifest.get("default_variant", DEFAULT_VARIANT)
+    entry = manifest.get("variants", {}).get(name)
+    if entry is None:
+        known = ", ".join(sorted(manifest.get("variants", {})))
+        raise ModelError(f"unknown model variant {name!r}; built variants: {known}")
+    paths = []
+    for role in ("encoder", "decoder"):
+        status = file_status(models, entry[role], manifest)
+        if status != "ok":
+            raise ModelError(f"model file {entry[role]} is {status}; run `xrseg model build`")
+        paths.append(models / entry[role])
+    return paths[0], paths[1]
+
+
+def _tool_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in ("torch", "onnx", "onnxruntime", "mobilesam-mirror"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    models_dir: Path
+    rebuilt: tuple[str, ...]
+    checkpoint_source: str
+
+    @property
+    def up_to_date(self) -> bool:
+        return not self.rebuilt and self.checkpoint_source == "cache"
+
+
+def build_models(home: Path | None = None, *, force: bool = False, progress: bool = True) -> BuildReport:
+    """Make the cache complete and verified; return what had to be (re)built."""
+    models = weights.models_dir(home)
+    models.mkdir(parents=True, exist_ok=True)
+    try:
+        manifest = read_manifest(home)
+    except ModelError as err:
+        log.warning("%s; rebuilding everything", err)
+        manifest = None
+    if force:
+        manifest = None
+    checkpoint, source = weights.ensure_checkpoint(models)
+    files: dict[str, Any] = dict((manifest or {}).get("files", {}))
+    todo = [step for step in STEPS if force or file_status(models, step.output, manifest) != "ok"]
+    # A rebuilt file invalidates everything made from it (STEPS is in dependency order). A re-fetched
+    # checkpoint does not: its verified hash makes it the same file.
+    todo_names = {s.output for s in todo}
+    for step in STEPS:
+        if todo_names.intersection(step.inputs):
+            todo_names.add(step.output)
+    todo = [step for step in STEPS if step.output in todo_names]
+    if todo:
+        _check_export_extra()
+    with tqdm(total=len(todo), desc="model build", unit="step", disable=not progress or not todo) as bar:
+        for step in todo:
+            bar.set_postfix_str(step.description)
+            log.info("%s -> %s", step.description, step.output)
+            started = time.perf_counter()
+            tmp = models / f".{step.output}.partial"
+            try:
+                step.run(models, tmp)
+                os.replace(tmp, models / step.output)
+            finally:
+                tmp.unlink(missing_ok=True)
+            path = models / step.output
+            files[step.output] = {"sha256": _file_sha256(path), "bytes": path.stat().st_size}
+            log.info("%s took %.1f s", step.description, time.perf_counter() - started)
+            bar.update(1)
+    if todo or manifest is None or source != "cache":
+        from xrseg.sam.export import OPSET
+
+        new_manifest = {
+            "format": MANIFEST_FORMAT,
+            "xrseg_version": __version__,
+            "opset": OPSET,
+            "checkpoint": {"file": checkpoint.name, "sha256": weights.CHECKPOINT_SHA256, "source": source},
+            "files": {name: files[name] for name in (s.output for s in STEPS)},
+            "variants": {
+                v.name: {"encoder": v.encoder, "decoder": v.decoder, "description": v.description}
+                for v in VARIANTS.values()
+            },
+            "default_variant": DEFAULT_VARIANT,
+            "tools": _tool_versions(),
+            "built_unix_s": int(time.time()),
+        }
+        _write_json_atomic(manifest_path(home), new_manifest)
+    return BuildReport(models, tuple(step.output for step in todo), source)
+
+
+def _check_export_extra() -> None:
+    import importlib.util
+
+    missing = [m for m in ("torch", "mobile_sam", "onnx") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ModelError(
+            f"building the models needs the export extra ({', '.join(missing)} missing): "
+            "pip install 'xrseg[export]'"
+        )
