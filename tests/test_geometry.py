@@ -107,7 +107,7 @@ def test_interpolate_transform_midpoints() -> None:
     mid = interpolate_transform(0, a, 10, b, 5)
     np.testing.assert_allclose(mid[:3, 3], [1.0, 0.0, 0.0])
     c, s = math.cos(math.radians(45)), math.sin(math.radians(45))
-    np.testing.assert_allclose(mid[:3, :3], [[c, -s, 0], [s, c, 0], [0, 0, 1]], atol=1e-12)
+    np.testing.assert_allclose(mid[:3, :3], [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], atol=1e-12)
     quarter = interpolate_transform(0, a, 10, b, 2)  # 20 % of the way: 18 degrees
     assert float(angle_between_deg(quarter[:3, 0], [1.0, 0.0, 0.0])) == pytest.approx(18.0, abs=1e-9)
     np.testing.assert_allclose(quarter[:3, 3], [0.4, 0.0, 0.0])
@@ -251,6 +251,7 @@ def test_parallax_depth_resolves_what_a_fixed_distance_gets_wrong() -> None:
     # Assuming 1 m puts the point at (-0.05, 0, 1) in the camera: x = 319.5 - 25, 25 px off.
     assert fixed.depth_source is DepthSource.FIXED
     assert fixed.pixel_xy == pytest.approx((294.5, 239.5), abs=1e-9)
+    assert marched.pixel_xy is not None and fixed.pixel_xy is not None
     # Seen from the camera the two pixels are atan(0.1) - atan(0.05) = 2.848 degrees apart.
     rays = unproject_pixels(CAMERA, [marched.pixel_xy, fixed.pixel_xy], [1.0, 1.0])
     assert float(angle_between_deg(rays[0], rays[1])) == pytest.approx(2.8482, abs=1e-3)
@@ -332,7 +333,8 @@ def test_behind_camera_and_off_image_misses() -> None:
     behind = project_gaze(forward_ray((0.0, 0.0, 1.0)), np.eye(4), HEAD_FROM_CAMERA_AXES, CAMERA, depth_m=depth)
     assert behind.miss is GazeMiss.BEHIND_CAMERA and behind.pixel_xy is None
     assert behind.depth_source is DepthSource.FIXED
-    np.testing.assert_allclose(behind.point_world_m, [0.0, 0.0, 1.0])  # type: ignore[arg-type]
+    assert behind.point_world_m is not None
+    np.testing.assert_allclose(behind.point_world_m, [0.0, 0.0, 1.0])
     # 40 degrees right: beyond the 32.6 degree half field of view.
     side = (math.sin(math.radians(40)), 0.0, -math.cos(math.radians(40)))
     off = project_gaze(forward_ray(side), np.eye(4), HEAD_FROM_CAMERA_AXES, CAMERA, depth_m=depth)

@@ -211,7 +211,7 @@ class Prompter:
 
         # Spread the extra positives over the inner half of the samples only: the fixation's core, not its rim.
         inner_radius = float(np.median(np.linalg.norm(inlier_xy - gaze, axis=1)))
-        core_xy = inlier_xy[np.linalg.norm(inlier_xy - gaze, axis=1) <= inner_radius]
+        core_xy = inlier_xy[np.linalg.norm(inlier_xy - gaze, axis=1) <= inner_radius + 1e-6]
         positives = self._spread_positives(gaze, core_xy)
         negatives = self._visible_negatives(negatives_world_m, world_from_camera, camera, positives)
         points = np.vstack([positives, negatives]) if len(negatives) else positives
