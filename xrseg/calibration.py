@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -193,10 +194,33 @@ def load_calibration(path: str | Path) -> DeviceCalibration:
     return calibration_from_json(value, path)
 
 
+def profile_text(calibration: DeviceCalibration) -> str:
+    """The profile as JSON text, two-space indented, each matrix row and number list on one line."""
+    text = json.dumps(calibration_to_json(calibration), indent=2)
+
+    def one_line(match: re.Match[str]) -> str:
+        return "[" + ", ".join(part.strip() for part in match.group(1).split(",")) + "]"
+
+    return re.sub(r"\[\s+([-+0-9.eE,\s]*?)\s+\]", one_line, text) + "\n"
+
+
+def uncalibrated_profile(width_px: int, height_px: int, hfov_deg: float = 70.0) -> DeviceCalibration:
+    """A stand-in profile for a camera nobody calibrated: a centred pinhole of ``hfov_deg`` at the head origin,
+    looking where the head looks. Good enough to record; calibrate before trusting 3D results."""
+    fx = (width_px / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
+    camera = CameraModel(width_px, height_px, fx, fx, (width_px - 1) / 2.0, (height_px - 1) / 2.0)
+    return DeviceCalibration(
+        device_name="uncalibrated",
+        camera=camera,
+        head_from_camera=HEAD_FROM_CAMERA_FORWARD,
+        notes=f"uncalibrated: assumed {hfov_deg:g} deg horizontal FOV, camera at the head origin",
+    )
+
+
 def save_calibration(calibration: DeviceCalibration, path: str | Path) -> None:
     """Write a profile atomically (a temporary file renamed into place)."""
     path = Path(path)
-    data = json.dumps(calibration_to_json(calibration), indent=2) + "\n"
+    data = profile_text(calibration)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:

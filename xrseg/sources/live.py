@@ -19,15 +19,22 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
-from xrseg.calibration import DeviceCalibration, apply_gaze_correction
+from xrseg.calibration import (
+    DeviceCalibration,
+    apply_gaze_correction,
+    check_fits,
+    load_calibration,
+    uncalibrated_profile,
+)
 from xrseg.errors import InputError
 from xrseg.geometry import interpolate_transform
 from xrseg.sources.base import SourceItem
-from xrseg.sources.camera import CameraSource
+from xrseg.sources.camera import CameraSource, DepthProvider
 from xrseg.sources.clock import now_ns
-from xrseg.sources.openxr import OpenXROptions, OpenXRSource
+from xrseg.sources.openxr import OpenXROptions, OpenXRSource, runtime_extensions
 from xrseg.types import CameraModel, GazeSample, HeadPose, Transform
 
 logger = logging.getLogger(__name__)
@@ -241,3 +248,39 @@ class LiveSource:
             self.close()
             if self.dropped:
                 logger.warning("live source dropped %d items (the consumer fell behind)", self.dropped)
+
+
+def open_live_source(
+    calibration_path: str | Path | None,
+    camera_source: int | str = 0,
+    openxr_options: OpenXROptions | None = None,
+    depth: DepthProvider | None = None,
+) -> LiveSource:
+    """Check and open everything a live session needs, cheapest and most likely failure first.
+
+    1. the OpenXR runtime (:class:`RuntimeUnavailableError`), before any device is touched;
+    2. the calibration profile (:class:`CalibrationError`), when given;
+    3. the camera (:class:`DeviceError`), opened and read once to learn its real size;
+    4. the profile against that size (:class:`CalibrationError`). Without a profile an uncalibrated stand-in
+       for the camera's size is used (and logged).
+
+    On any failure the camera is released before the error propagates.
+    """
+    runtime_extensions()
+    calibration = load_calibration(calibration_path) if calibration_path is not None else None
+    offset_ns = calibration.clock_offset_ns if calibration is not None else 0
+    camera = CameraSource(camera_source, clock_offset_ns=offset_ns, depth=depth)
+    try:
+        camera.open()
+        if calibration is None:
+            calibration = uncalibrated_profile(camera.width_px, camera.height_px)
+            logger.warning(
+                "no calibration given: using an uncalibrated %dx%d camera profile",
+                camera.width_px,
+                camera.height_px,
+            )
+        check_fits(calibration, camera.width_px, camera.height_px)
+    except BaseException:
+        camera.close()
+        raise
+    return LiveSource(camera, calibration, openxr_options)
