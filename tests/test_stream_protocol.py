@@ -20,6 +20,7 @@ from xrseg.stream.events import (
     StatsEvent,
     decode_event,
     fixation_frames,
+    mask_bbox_xyxy,
     selection_frames,
     stats_frames,
 )
@@ -243,6 +244,15 @@ def test_fixation_and_stats_round_trip() -> None:
     assert isinstance(stats, StatsEvent)
     assert dict(stats.values) == {"fps": 29.5, "drops": 3, "nan_ms": None, "ok": True}
     assert stats.timestamp_ns == 99
+
+
+def test_mask_bbox_matches_the_selection_record() -> None:
+    selection = make_selection()
+    assert mask_bbox_xyxy(selection.mask) == list(selection.bbox_xyxy or ()) == [0, 0, 50, 30]
+    assert mask_bbox_xyxy(np.zeros((3, 4), dtype=bool)) is None
+    single = np.zeros((3, 4), dtype=bool)
+    single[2, 3] = True
+    assert mask_bbox_xyxy(single) == [3, 2, 4, 3]
 
 
 def test_stats_refuse_non_numbers() -> None:

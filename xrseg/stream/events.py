@@ -171,7 +171,7 @@ def selection_frames(
     labels = np.asarray(selection.prompt_labels, dtype=np.int32).reshape(-1)
     if points.shape[0] != labels.shape[0]:
         raise InputError(f"selection has {points.shape[0]} prompt points but {labels.shape[0]} labels")
-    bbox = selection.bbox_xyxy
+    bbox = mask_bbox_xyxy(selection.mask)
     header = _envelope(meta) | {
         "selection_id": int(selection.selection_id),
         "timestamp_ns": int(selection.timestamp_ns),
@@ -186,7 +186,7 @@ def selection_frames(
         if selection.point_world_m is None
         else _vec(selection.point_world_m, "point_world_m"),
         "area_px": selection.area_px,
-        "bbox_xyxy": None if bbox is None else list(bbox),
+        "bbox_xyxy": bbox,
         "fixation": _fixation_body(selection.fixation),
         "lifted": None
         if lifted is None
@@ -208,6 +208,16 @@ def selection_frames(
         _timestamps_payload("fixation_sample_timestamps_ns", selection.fixation),
     ]
     return [TOPIC_SELECTION.encode(), *attach_payloads(header, payloads)]
+
+
+def mask_bbox_xyxy(mask: npt.NDArray[np.bool_]) -> list[int] | None:
+    """[x0, y0, x1, y1] inclusive-exclusive pixel box of an HxW bool mask, or None when it is empty
+    (same as :attr:`Selection.bbox_xyxy`, without listing every pixel)."""
+    columns = np.flatnonzero(mask.any(axis=0))
+    if columns.size == 0:
+        return None
+    rows = np.flatnonzero(mask.any(axis=1))
+    return [int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1]
 
 
 def clean_stats(values: Mapping[str, Any]) -> dict[str, StatValue]:
