@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "GazeMiss",
     "GazeProjection",
+    "GazeProjector",
     "PoseTrack",
     "angle_between_deg",
     "in_image",
@@ -450,7 +451,9 @@ SURFACE_THICKNESS_RELATIVE = 0.03
 behind it; deeper means the ray passed behind an object that occludes it from the camera (but not from the
 eye), and marching continues."""
 
-_BISECTION_STEPS = 24
+_REFINE_DIVISIONS = 32
+_REFINE_ROUNDS = 3
+"""Crossing refinement: 3 rounds of 32-way subdivision shrink a 5 mm bracket below 0.2 micrometres."""
 
 
 def _depth_lookup(
@@ -502,22 +505,111 @@ def _march_depth(
             continue  # passed behind an occluder seen from the camera: keep marching
         lo, hi = float(ranges[lo_i]), float(ranges[hi_i])
         f_lo, f_hi = float(signed[lo_i]), float(signed[hi_i])
-        for _ in range(_BISECTION_STEPS):
-            mid = 0.5 * (lo + hi)
-            mid_signed, mid_known = _depth_lookup(camera, depth_m, (origin_c + mid * direction_c)[None, :])
-            if not mid_known[0]:
-                break  # a hole inside the bracket: settle with the secant below
-            if mid_signed[0] >= 0.0:
-                hi, f_hi = mid, float(mid_signed[0])
-            else:
-                lo, f_lo = mid, float(mid_signed[0])
-            if hi - lo < 1e-5:
-                break
+        for _ in range(_REFINE_ROUNDS):
+            # A 32-way bisection in one vectorised lookup: the first known sample behind the surface becomes
+            # the new far end, the last known sample in front of it the new near end; holes are skipped.
+            inner = np.linspace(lo, hi, _REFINE_DIVISIONS + 1)[1:-1]
+            f_inner, k_inner = _depth_lookup(camera, depth_m, origin_c[None, :] + inner[:, None] * direction_c)
+            behind_inner = np.flatnonzero(k_inner & (f_inner >= 0.0))
+            stop = int(behind_inner[0]) if behind_inner.size else inner.size
+            if behind_inner.size:
+                hi, f_hi = float(inner[stop]), float(f_inner[stop])
+            front_inner = np.flatnonzero(k_inner[:stop] & (f_inner[:stop] < 0.0))
+            if front_inner.size:
+                lo, f_lo = float(inner[front_inner[-1]]), float(f_inner[front_inner[-1]])
+            if not behind_inner.size and not front_inner.size:
+                break  # all holes: settle with the secant below
         # Secant inside the final bracket (exact for a plane seen through one pixel's depth).
         if f_hi - f_lo > 1e-12:
             return lo + (hi - lo) * (-f_lo) / (f_hi - f_lo)
         return hi
     return None
+
+
+def _check_rigid(value: npt.ArrayLike, name: str) -> Transform:
+    """Fast validity check for a per-sample transform; defers to :func:`as_transform` for the error message."""
+    matrix = np.asarray(value, dtype=np.float64)
+    if (
+        matrix.shape == (4, 4)
+        and bool(np.isfinite(matrix).all())
+        and float(np.abs(matrix[3] - (0.0, 0.0, 0.0, 1.0)).max()) <= 1e-9
+        and float(np.abs(matrix[:3, :3] @ matrix[:3, :3].T - np.eye(3)).max()) <= 1e-4
+    ):
+        return matrix
+    return as_transform(value, name)
+
+
+class GazeProjector:
+    """Projects gaze rays into one keyframe; validates the keyframe once, for many rays (a fixation's samples).
+
+    ``world_from_camera``: 4x4 float64 pose of the keyframe's camera; ``camera``: its model; ``depth_m``: its
+    HxW float32 depth in metres along camera +z (0 or NaN = no measurement) or None. See :func:`project_gaze`
+    for the method. Raises :class:`InputError` for a malformed pose, a depth image of the wrong size, or a
+    non-positive ``fallback_depth_m`` / ``max_range_m``.
+    """
+
+    def __init__(
+        self,
+        world_from_camera: npt.ArrayLike,
+        camera: CameraModel,
+        depth_m: npt.NDArray[np.float32] | None = None,
+        fallback_depth_m: float = 1.0,
+        max_range_m: float = 10.0,
+    ) -> None:
+        if not (math.isfinite(fallback_depth_m) and fallback_depth_m > 0):
+            raise InputError(f"fallback_depth_m must be finite and positive, got {fallback_depth_m}")
+        if not (math.isfinite(max_range_m) and max_range_m > 0):
+            raise InputError(f"max_range_m must be finite and positive, got {max_range_m}")
+        self.world_from_camera = as_transform(world_from_camera, "world_from_camera")
+        self.camera_from_world = invert_transform(self.world_from_camera)
+        self.camera = camera
+        self.depth_m: npt.NDArray[np.float32] | None = None
+        if depth_m is not None:
+            depth = np.asarray(depth_m)
+            if depth.shape != (camera.height_px, camera.width_px):
+                raise InputError(
+                    f"depth_m must be {camera.height_px}x{camera.width_px} to match the camera, got {depth.shape}"
+                )
+            self.depth_m = depth
+        self.fallback_depth_m = float(fallback_depth_m)
+        self.max_range_m = float(max_range_m)
+
+    def project(
+        self, ray: GazeRay, world_from_head: npt.ArrayLike, vergence_depth_m: float | None = None
+    ) -> GazeProjection:
+        """Project one head-frame ray given the 4x4 head pose at the ray's time. Never raises for bad gaze."""
+        world_from_head_t = _check_rigid(world_from_head, "world_from_head")
+        if not ray.is_finite or not abs(float(np.linalg.norm(ray.direction)) - 1.0) < 1e-6:
+            return GazeProjection(None, None, None, None, GazeMiss.INVALID_RAY)
+
+        camera_from_head = self.camera_from_world @ world_from_head_t
+        origin_c = transform_points(camera_from_head, ray.origin_m)[0]
+        direction_c = transform_directions(camera_from_head, ray.direction)[0]
+
+        range_m: float | None = None
+        source = DepthSource.FIXED
+        if self.depth_m is not None:
+            range_m = _march_depth(self.camera, self.depth_m, origin_c, direction_c, self.max_range_m)
+            if range_m is not None:
+                source = DepthSource.DEPTH_IMAGE
+        if (
+            range_m is None
+            and vergence_depth_m is not None
+            and math.isfinite(vergence_depth_m)
+            and vergence_depth_m > 0
+        ):
+            range_m, source = float(vergence_depth_m), DepthSource.VERGENCE
+        if range_m is None:
+            range_m, source = self.fallback_depth_m, DepthSource.FIXED
+
+        point_c = origin_c + range_m * direction_c
+        point_world = transform_points(self.world_from_camera, point_c)[0]
+        pixels, in_front = project_points(self.camera, point_c)
+        if not in_front[0]:
+            return GazeProjection(None, point_world, range_m, source, GazeMiss.BEHIND_CAMERA)
+        if not in_image(self.camera, pixels)[0]:
+            return GazeProjection(None, point_world, range_m, source, GazeMiss.OFF_IMAGE)
+        return GazeProjection((float(pixels[0, 0]), float(pixels[0, 1])), point_world, range_m, source, None)
 
 
 def project_gaze(
@@ -542,51 +634,8 @@ def project_gaze(
     and positive), then ``fallback_depth_m``. The resulting 3D point is projected with the camera model
     (distortion included). A NaN or zero ray gives an INVALID_RAY miss; a point behind the camera or off the
     image gives a BEHIND_CAMERA / OFF_IMAGE miss; nothing here raises for bad gaze data. Malformed transforms,
-    a depth image of the wrong size or a non-positive fallback depth raise :class:`InputError`.
+    a depth image of the wrong size or a non-positive fallback depth raise :class:`InputError`. For many rays
+    into one keyframe use :class:`GazeProjector`, which validates the keyframe once.
     """
-    if not (math.isfinite(fallback_depth_m) and fallback_depth_m > 0):
-        raise InputError(f"fallback_depth_m must be finite and positive, got {fallback_depth_m}")
-    if not (math.isfinite(max_range_m) and max_range_m > 0):
-        raise InputError(f"max_range_m must be finite and positive, got {max_range_m}")
-    world_from_head_t = as_transform(world_from_head, "world_from_head")
-    world_from_camera_t = as_transform(world_from_camera, "world_from_camera")
-    depth: npt.NDArray[np.float32] | None = None
-    if depth_m is not None:
-        depth = np.asarray(depth_m)
-        if depth.shape != (camera.height_px, camera.width_px):
-            raise InputError(
-                f"depth_m must be {camera.height_px}x{camera.width_px} to match the camera, got {depth.shape}"
-            )
-
-    direction_norm = float(np.linalg.norm(ray.direction)) if ray.is_finite else math.nan
-    if not ray.is_finite or not abs(direction_norm - 1.0) < 1e-6:
-        return GazeProjection(None, None, None, None, GazeMiss.INVALID_RAY)
-
-    camera_from_head = invert_transform(world_from_camera_t) @ world_from_head_t
-    origin_c = transform_points(camera_from_head, ray.origin_m)[0]
-    direction_c = transform_directions(camera_from_head, ray.direction)[0]
-
-    range_m: float | None = None
-    source = DepthSource.FIXED
-    if depth is not None:
-        range_m = _march_depth(camera, depth, origin_c, direction_c, max_range_m)
-        if range_m is not None:
-            source = DepthSource.DEPTH_IMAGE
-    if (
-        range_m is None
-        and vergence_depth_m is not None
-        and math.isfinite(vergence_depth_m)
-        and vergence_depth_m > 0
-    ):
-        range_m, source = float(vergence_depth_m), DepthSource.VERGENCE
-    if range_m is None:
-        range_m, source = float(fallback_depth_m), DepthSource.FIXED
-
-    point_c = origin_c + range_m * direction_c
-    point_world = transform_points(world_from_camera_t, point_c)[0]
-    pixels, in_front = project_points(camera, point_c)
-    if not in_front[0]:
-        return GazeProjection(None, point_world, range_m, source, GazeMiss.BEHIND_CAMERA)
-    if not in_image(camera, pixels)[0]:
-        return GazeProjection(None, point_world, range_m, source, GazeMiss.OFF_IMAGE)
-    return GazeProjection((float(pixels[0, 0]), float(pixels[0, 1])), point_world, range_m, source, None)
+    projector = GazeProjector(world_from_camera, camera, depth_m, fallback_depth_m, max_range_m)
+    return projector.project(ray, world_from_head, vergence_depth_m)

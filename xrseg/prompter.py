@@ -31,10 +31,10 @@ import numpy.typing as npt
 
 from xrseg.errors import InputError
 from xrseg.geometry import (
+    GazeProjector,
     PoseTrack,
     in_image,
     invert_transform,
-    project_gaze,
     project_points,
     transform_points,
 )
@@ -161,6 +161,7 @@ class Prompter:
         when no sample lands on the keyframe; raises :class:`InputError` for malformed transforms or depth.
         """
         world_from_camera = as_transform(keyframe_world_from_camera, "keyframe_world_from_camera")
+        projector = GazeProjector(world_from_camera, camera, depth_m, self.fallback_depth_m, self.max_range_m)
         misses: Counter[str] = Counter()
         pixels: list[tuple[float, float]] = []
         sources: list[DepthSource] = []
@@ -173,16 +174,7 @@ class Prompter:
             if world_from_head is None:
                 misses["no_head_pose"] += 1
                 continue
-            projection = project_gaze(
-                sample.ray,
-                world_from_head,
-                world_from_camera,
-                camera,
-                depth_m=depth_m,
-                vergence_depth_m=sample.vergence_depth_m,
-                fallback_depth_m=self.fallback_depth_m,
-                max_range_m=self.max_range_m,
-            )
+            projection = projector.project(sample.ray, world_from_head, sample.vergence_depth_m)
             if projection.miss is not None or projection.pixel_xy is None or projection.depth_source is None:
                 misses[projection.miss.value if projection.miss is not None else "no_pixel"] += 1
                 continue
