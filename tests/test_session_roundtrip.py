@@ -256,3 +256,30 @@ def test_files_are_strict_json_lines(tmp_path: Path) -> None:
     assert record["valid"] is False and record["direction"] is None and record["vergence_depth_m"] is None
     closed = json.loads((tmp_path / "s" / "closed.json").read_text())
     assert closed["record_counts"]["gaze.jsonl"] == 1
+
+
+def test_concurrent_writers_threads(tmp_path: Path) -> None:
+    """A camera thread and a gaze thread share one writer (as the live recorder does)."""
+    import threading
+
+    with SessionWriter(tmp_path / "s", header(has_depth=False)) as writer:
+
+        def camera() -> None:
+            for i in range(10):
+                writer.write_frame(Frame(i, 1_000 * i, smooth_rgb(i)))
+
+        def tracker() -> None:
+            for k in range(200):
+                writer.write_gaze(GazeSample(50 * k, GazeRay([0, 0, 0], [0, 0, -1])))
+
+        threads = [threading.Thread(target=camera), threading.Thread(target=tracker)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    session = Session.open(tmp_path / "s")
+    assert session.warnings == []
+    assert session.frame_timestamps_ns.tolist() == [1_000 * i for i in range(10)]
+    assert session.gaze_timestamps_ns.tolist() == [50 * k for k in range(200)]
+    blue = [int(session.frame(i).rgb[0, 0, 2]) for i in (0, 9)]  # 128 + frame number, within JPEG error
+    assert abs(blue[0] - 128) <= 2 and abs(blue[1] - 137) <= 2

@@ -43,7 +43,7 @@ from xrseg.session.format import (
     target_from_json,
 )
 from xrseg.session.jsonl import read_jsonl
-from xrseg.types import Frame, GazeSample, HeadPose, InputEvent
+from xrseg.types import CameraModel, Frame, GazeSample, HeadPose, InputEvent
 
 if TYPE_CHECKING:
     import open3d
@@ -221,8 +221,8 @@ class Session:
 
     # -----------------------------------------------------------------------------------------------------------
     @property
-    def camera(self) -> Any:
-        """The header's camera model (a :class:`xrseg.types.CameraModel`)."""
+    def camera(self) -> CameraModel:
+        """The header's camera model."""
         return self.header.camera
 
     @property
