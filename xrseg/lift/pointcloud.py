@@ -176,7 +176,7 @@ def remove_outliers(points_m: npt.NDArray[np.float64], outliers: OutlierRemoval)
     """Indices (int64, ascending) of the Nx3 float64 points that Open3D's outlier removal keeps."""
     if points_m.shape[0] == 0:
         return np.zeros(0, dtype=np.int64)
-    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.ascontiguousarray(points_m)))
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.array(points_m, dtype=np.float64)))
     if outliers.method == "statistical":
         _, kept = cloud.remove_statistical_outlier(nb_neighbors=outliers.nb_neighbors, std_ratio=outliers.std_ratio)
     else:
@@ -190,6 +190,7 @@ def to_point_cloud(result: LiftResult) -> o3d.geometry.PointCloud:
     """An Open3D point cloud (points in metres, colours in [0, 1]) of a lift result; empty for an empty one."""
     cloud = o3d.geometry.PointCloud()
     if result.count:
-        cloud.points = o3d.utility.Vector3dVector(np.ascontiguousarray(result.points_world_m))
+        # Open3D refuses read-only arrays: hand it copies.
+        cloud.points = o3d.utility.Vector3dVector(np.array(result.points_world_m, dtype=np.float64))
         cloud.colors = o3d.utility.Vector3dVector(result.colors.astype(np.float64))
     return cloud
