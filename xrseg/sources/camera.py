@@ -227,6 +227,11 @@ class CameraSource:
         return self
 
     @property
+    def is_open(self) -> bool:
+        """True while the capture device or file is held open."""
+        return self._capture is not None
+
+    @property
     def width_px(self) -> int:
         """Frame width in pixels (known after :meth:`open`)."""
         return self._size[0]

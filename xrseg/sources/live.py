@@ -145,6 +145,7 @@ class LiveSource:
         self.dropped = 0
         """Items dropped because the consumer fell more than ``queue_size`` items behind."""
         self._started = False
+        self._xr_entered = False
 
     @property
     def camera(self) -> CameraModel:
@@ -175,6 +176,9 @@ class LiveSource:
             thread.join(timeout=5.0)
             if thread.is_alive():
                 logger.warning("%s did not stop within 5 s", thread.name)
+        if self._xr_entered and not any(t.is_alive() for t in self._threads):
+            self._xr_entered = False
+            self._xr.__exit__(None, None, None)
 
     def _put(self, item: object) -> None:
         try:
@@ -199,18 +203,25 @@ class LiveSource:
 
     def _openxr_items(self) -> Iterator[HeadPose | GazeSample]:
         rotation = self._calibration.gaze_correction
-        with self._xr as xr_source:
-            for item in xr_source.stream():
-                if isinstance(item, GazeSample) and rotation is not None:
-                    yield apply_gaze_correction(item, rotation)
-                else:
-                    yield item
+        for item in self._xr.stream():
+            if isinstance(item, GazeSample) and rotation is not None:
+                yield apply_gaze_correction(item, rotation)
+            else:
+                yield item
 
     def _start(self) -> None:
         if self._started:
             raise RuntimeError("a LiveSource can be iterated only once")
         self._started = True
         self._camera_source.open()
+        try:
+            # Created on the consumer's thread (normally the main thread, where GLFW wants its window); only the
+            # frame loop runs on the producer thread. Destroyed in close() after that thread has stopped.
+            self._xr.__enter__()
+        except BaseException:
+            self._camera_source.close()
+            raise
+        self._xr_entered = True
         producers: tuple[tuple[str, Callable[[], Iterable[SourceItem]]], ...] = (
             ("openxr", self._openxr_items),
             ("camera", lambda: self._camera_source),

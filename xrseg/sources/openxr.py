@@ -181,8 +181,9 @@ def query_eye_tracking_support(instance: xr.Instance, system_id: int, plan: Exte
 class OpenXRSource:
     """The OpenXR lifecycle as a context manager; :meth:`stream` is the frame loop.
 
-    Not thread-safe except :meth:`stop`, which any thread may call to end the stream cleanly. Enter, stream
-    and exit on one thread.
+    Not thread-safe except :meth:`stop`, which any thread may call to end the stream cleanly. Enter and exit
+    on one thread (the main thread when the session needs the hidden GLFW window); :meth:`stream` may run on
+    another, one call at a time, finished before the exit.
     """
 
     def __init__(self, options: OpenXROptions | None = None) -> None:
@@ -203,6 +204,7 @@ class OpenXRSource:
         self._gaze_action: Any = None
         self._gaze_space: Any = None
         self._fb_tracker: Any = None
+        self._graphics: Any = None
         self._machine: SessionStateMachine | None = None
         self._last_gaze_ns: int | None = None
         self._warned_head_gaze = False
@@ -327,9 +329,15 @@ class OpenXRSource:
                 f"could not create a hidden OpenGL window for the OpenXR session ({err}); run inside a desktop "
                 "session, or use a runtime with XR_MND_headless (Monado)"
             ) from err
-        graphics = call(
-            "xrGetOpenGLGraphicsRequirementsKHR", OpenGLGraphics, self._instance, self._system_id, context
-        )
+        try:
+            graphics = OpenGLGraphics(self._instance, self._system_id, context)
+        except xr.XrException as err:
+            context.destroy()
+            raise _map_xr_error(err, "xrGetOpenGLGraphicsRequirementsKHR") from err
+        except RuntimeError as err:
+            context.destroy()
+            raise DeviceError(f"no usable OpenGL binding for the OpenXR session: {err}") from err
+        self._graphics = graphics
         self._exit_stack.callback(graphics.destroy)
         return graphics.graphics_binding.pointer
 
@@ -428,6 +436,9 @@ class OpenXRSource:
         if machine is None or self.plan is None:
             raise RuntimeError("OpenXRSource.stream() needs the source entered (use it as a context manager)")
         period_s = 1.0 / self.options.sample_rate_hz
+        if self._graphics is not None:
+            # The binding's context must be current on the thread that calls xrBeginFrame/xrEndFrame.
+            self._graphics.make_current()
         while True:
             self._poll_events(machine)
             if self._stop.is_set():
