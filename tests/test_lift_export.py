@@ -58,7 +58,7 @@ def test_every_format_carries_the_metadata(tmp_path: Path) -> None:
     # Each in the format's own way, readable without xrseg:
     header = paths["ply"].read_bytes().split(b"end_header")[0].decode("ascii")
     assert "comment xrseg object_id=3\n" in header
-    assert 'comment xrseg frame_indices=[12, 15, 19]\n' in header
+    assert "comment xrseg frame_indices=[12, 15, 19]\n" in header
     assert paths["obj"].read_text().startswith('# xrseg object_id=3\n# xrseg source_session="kitchen-01"\n')
     scene = trimesh.load(paths["glb"])
     assert scene.metadata["object_id"] == 3 and scene.metadata["frame_indices"] == [12, 15, 19]

@@ -10,9 +10,7 @@ import pytest
 
 from xrseg.errors import InputError
 from xrseg.lift import ObjectFusion, chamfer_distance_m, clean_mesh, completeness
-from xrseg.lift.synthetic import SceneObject, look_at, make_box, make_sphere, pinhole_camera
-
-from xrseg.lift.synthetic import render_view
+from xrseg.lift.synthetic import SceneObject, look_at, make_box, make_sphere, pinhole_camera, render_view
 
 CAMERA = pinhole_camera(640, 480, 60.0, (-0.05, 0.01, 0.0, 0.0))
 RADIUS = 0.1
@@ -45,7 +43,9 @@ def fused_sphere() -> tuple[ObjectFusion, o3d.geometry.TriangleMesh]:
     return fusion, fusion.extract_mesh()
 
 
-def test_fused_sphere_matches_the_true_sphere(fused_sphere: tuple[ObjectFusion, o3d.geometry.TriangleMesh]) -> None:
+def test_fused_sphere_matches_the_true_sphere(
+    fused_sphere: tuple[ObjectFusion, o3d.geometry.TriangleMesh],
+) -> None:
     fusion, mesh = fused_sphere
     assert fusion.frames_integrated == 10
     truth = o3d.geometry.TriangleMesh.create_sphere(RADIUS, resolution=80)
@@ -102,5 +102,9 @@ def test_bad_fusion_parameters_raise_input_error() -> None:
     fusion = ObjectFusion()
     with pytest.raises(InputError, match="rgb"):
         fusion.integrate(
-            np.ones((480, 640), bool), np.ones((480, 640), np.float32), np.zeros((480, 640), np.uint8), CAMERA, np.eye(4)
+            np.ones((480, 640), bool),
+            np.ones((480, 640), np.float32),
+            np.zeros((480, 640), np.uint8),
+            CAMERA,
+            np.eye(4),
         )

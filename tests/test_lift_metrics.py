@@ -14,7 +14,8 @@ def _square(side_m: float, z_m: float) -> o3d.geometry.TriangleMesh:
     h = side_m / 2.0
     vertices = [[-h, -h, z_m], [h, -h, z_m], [h, h, z_m], [-h, h, z_m]]
     return o3d.geometry.TriangleMesh(
-        o3d.utility.Vector3dVector(np.array(vertices)), o3d.utility.Vector3iVector(np.array([[0, 1, 2], [0, 2, 3]]))
+        o3d.utility.Vector3dVector(np.array(vertices)),
+        o3d.utility.Vector3iVector(np.array([[0, 1, 2], [0, 2, 3]])),
     )
 
 

@@ -10,7 +10,15 @@ import pytest
 from xrseg.errors import InputError
 from xrseg.geometry import invert_transform, transform_points
 from xrseg.lift import BorderFilter, OutlierRemoval, lift_mask, reliable_pixels, to_point_cloud
-from xrseg.lift.synthetic import RenderedView, SceneObject, look_at, make_box, make_sphere, pinhole_camera, render_view
+from xrseg.lift.synthetic import (
+    RenderedView,
+    SceneObject,
+    look_at,
+    make_box,
+    make_sphere,
+    pinhole_camera,
+    render_view,
+)
 from xrseg.types import CameraModel
 
 DISTORTED = pinhole_camera(640, 480, 65.0, (-0.08, 0.02, 0.001, -0.0005))

@@ -11,6 +11,7 @@ import logging
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,8 +65,7 @@ def _views(count: int) -> list[_BenchView]:
     return views
 
 
-def _timed(fn: object, iterations: int) -> list[float]:
-    assert callable(fn)
+def _timed(fn: Callable[[], object], iterations: int) -> list[float]:
     times = []
     for _ in range(iterations):
         start = time.perf_counter()
@@ -107,7 +107,9 @@ def bench_extract_and_export(iterations: int = 5) -> list[float]:
     8 views, written to a temporary directory."""
     fusion = ObjectFusion(voxel_size_m=0.004)
     for bench in _views(8):
-        fusion.integrate(bench.view.mask(0), bench.view.depth_m, bench.view.rgb, bench.camera, bench.world_from_camera)
+        fusion.integrate(
+            bench.view.mask(0), bench.view.depth_m, bench.view.rgb, bench.camera, bench.world_from_camera
+        )
     metadata: dict[str, str | int | float | list[str | int | float]] = {"object_id": 0, "source": "bench"}
     with tempfile.TemporaryDirectory(prefix="xrseg-bench-") as out_dir:
         return _timed(lambda: export_mesh(fusion.extract_mesh(), out_dir, "sphere", metadata), iterations)

@@ -53,7 +53,9 @@ def _check_metadata(metadata: Mapping[str, Any]) -> dict[str, MetadataValue]:
         items = value if isinstance(value, list) else [value]
         for item in items:
             if isinstance(item, bool) or not isinstance(item, str | int | float):
-                raise InputError(f"metadata {key!r}: values must be str, int, float or a list of them, got {item!r}")
+                raise InputError(
+                    f"metadata {key!r}: values must be str, int, float or a list of them, got {item!r}"
+                )
             if isinstance(item, float) and not np.isfinite(item):
                 raise InputError(f"metadata {key!r}: non-finite number {item}")
         clean[key] = list(value) if isinstance(value, list) else value
@@ -70,7 +72,7 @@ def _metadata_lines(prefix: str, metadata: Mapping[str, MetadataValue]) -> list[
 
 def _write_ply(mesh: o3d.geometry.TriangleMesh, path: Path, metadata: Mapping[str, MetadataValue]) -> None:
     raw = path.with_suffix(".raw.ply")
-    if not o3d.io.write_triangle_mesh(str(raw), mesh, write_ascii=False):
+    if not o3d.io.write_triangle_mesh(raw, mesh, write_ascii=False):
         raise OSError(f"Open3D could not write {raw}")
     data = raw.read_bytes()
     raw.unlink()
@@ -86,7 +88,7 @@ def _write_obj(mesh: o3d.geometry.TriangleMesh, path: Path, metadata: Mapping[st
     plain = o3d.geometry.TriangleMesh(mesh)
     plain.triangle_normals = o3d.utility.Vector3dVector()  # OBJ has vertex normals only
     raw = path.with_suffix(".raw.obj")
-    if not o3d.io.write_triangle_mesh(str(raw), plain):
+    if not o3d.io.write_triangle_mesh(raw, plain):
         raise OSError(f"Open3D could not write {raw}")
     body = raw.read_text(encoding="ascii")
     raw.unlink()

@@ -112,7 +112,7 @@ def _stopped(reason: str, visible: int = 0, silhouette: npt.NDArray[np.bool_] | 
 
 
 def _disk(radius: int) -> npt.NDArray[np.uint8]:
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return np.asarray(cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)), np.uint8)
 
 
 def _farthest_points(candidates_xy: npt.NDArray[np.float64], first: int, count: int) -> list[int]:
@@ -202,7 +202,9 @@ class ObjectFollower:
         silhouette_u8 = np.zeros(shape, dtype=np.uint8)
         silhouette_u8[rows, cols] = 1
         if params.close_px > 0:
-            silhouette_u8 = cv2.morphologyEx(silhouette_u8, cv2.MORPH_CLOSE, _disk(params.close_px))
+            silhouette_u8 = np.asarray(
+                cv2.morphologyEx(silhouette_u8, cv2.MORPH_CLOSE, _disk(params.close_px)), np.uint8
+            )
         silhouette = silhouette_u8.astype(np.bool_)
 
         # Positive prompts: deep inside the silhouette (distance transform), spread by farthest-point sampling.
@@ -247,7 +249,7 @@ class ObjectFollower:
             return result("decoder returned an empty mask", 0.0, 0.0)
         dilated = silhouette_u8
         if params.silhouette_dilate_px > 0:
-            dilated = cv2.dilate(silhouette_u8, _disk(params.silhouette_dilate_px))
+            dilated = np.asarray(cv2.dilate(silhouette_u8, _disk(params.silhouette_dilate_px)), np.uint8)
         dilated_b = dilated.astype(np.bool_)
         union = int(np.count_nonzero(mask | dilated_b))
         iou = int(np.count_nonzero(mask & dilated_b)) / union if union else 0.0

@@ -69,7 +69,7 @@ class ObjectFusion:
         self._grid = o3d.t.geometry.VoxelBlockGrid(
             attr_names=("tsdf", "weight", "color"),
             attr_dtypes=(o3d.core.float32, o3d.core.float32, o3d.core.float32),
-            attr_channels=((1), (1), (3)),
+            attr_channels=(o3d.core.SizeVector([1]), o3d.core.SizeVector([1]), o3d.core.SizeVector([3])),
             voxel_size=self.voxel_size_m,
             block_resolution=8,
             block_count=block_count,
@@ -99,18 +99,22 @@ class ObjectFusion:
         masked = np.where(keep, depth_a, np.float32(0.0)).astype(np.float32)
         maps = pinhole_undistort_maps(camera)
         if maps is not None:
-            masked = cv2.remap(masked, maps[0], maps[1], cv2.INTER_NEAREST, borderValue=0.0)
-            rgb_a = cv2.remap(rgb_a, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            masked = np.asarray(
+                cv2.remap(masked, maps[0], maps[1], cv2.INTER_NEAREST, borderValue=0.0), np.float32
+            )
+            rgb_a = np.asarray(
+                cv2.remap(rgb_a, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), np.uint8
+            )
         used = int(np.count_nonzero(masked))
         if used == 0:
             logger.info("frame skipped: the mask keeps no pixel with valid depth")
             return 0
-        depth_image = o3d.t.geometry.Image(o3d.core.Tensor(masked))
+        depth_image = o3d.t.geometry.Image(o3d.core.Tensor.from_numpy(np.ascontiguousarray(masked)))
         color = rgb_a.astype(np.float32)
         color *= np.float32(1.0 / 255.0)
-        color_image = o3d.t.geometry.Image(o3d.core.Tensor(color))
-        intrinsic = o3d.core.Tensor(camera.intrinsic_matrix())
-        extrinsic = o3d.core.Tensor(camera_from_world)
+        color_image = o3d.t.geometry.Image(o3d.core.Tensor.from_numpy(color))
+        intrinsic = o3d.core.Tensor.from_numpy(camera.intrinsic_matrix())
+        extrinsic = o3d.core.Tensor.from_numpy(np.ascontiguousarray(camera_from_world))
         blocks = self._grid.compute_unique_block_coordinates(
             depth_image, intrinsic, extrinsic, 1.0, self.depth_max_m, self._trunc_multiplier
         )

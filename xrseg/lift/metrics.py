@@ -45,7 +45,9 @@ def sample_surface_points(
     return result
 
 
-def _distances(from_points: npt.NDArray[np.float64], to_points: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def _distances(
+    from_points: npt.NDArray[np.float64], to_points: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
     source = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(from_points))
     target = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(to_points))
     return np.asarray(source.compute_point_cloud_distance(target), dtype=np.float64)

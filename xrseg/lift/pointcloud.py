@@ -23,7 +23,15 @@ from xrseg.types import CameraModel, as_transform
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LiftResult", "OutlierRemoval", "check_frame", "check_rgb", "lift_mask", "remove_outliers", "to_point_cloud"]
+__all__ = [
+    "LiftResult",
+    "OutlierRemoval",
+    "check_frame",
+    "check_rgb",
+    "lift_mask",
+    "remove_outliers",
+    "to_point_cloud",
+]
 
 
 @dataclass(frozen=True)
@@ -178,7 +186,9 @@ def remove_outliers(points_m: npt.NDArray[np.float64], outliers: OutlierRemoval)
         return np.zeros(0, dtype=np.int64)
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.array(points_m, dtype=np.float64)))
     if outliers.method == "statistical":
-        _, kept = cloud.remove_statistical_outlier(nb_neighbors=outliers.nb_neighbors, std_ratio=outliers.std_ratio)
+        _, kept = cloud.remove_statistical_outlier(
+            nb_neighbors=outliers.nb_neighbors, std_ratio=outliers.std_ratio
+        )
     else:
         _, kept = cloud.remove_radius_outlier(nb_points=outliers.min_neighbors, radius=outliers.radius_m)
     indices = np.asarray(kept, dtype=np.int64)

@@ -45,9 +45,8 @@ def pinhole_undistort_maps(camera: CameraModel) -> tuple[npt.NDArray[np.float32]
     if not camera.has_distortion:
         return None
     k = camera.intrinsic_matrix()
-    map_x, map_y = cv2.initUndistortRectifyMap(
-        k, camera.distortion_coeffs(), None, k, camera.size, cv2.CV_32FC1
-    )
+    raw_x, raw_y = cv2.initUndistortRectifyMap(k, camera.distortion_coeffs(), None, k, camera.size, cv2.CV_32FC1)
+    map_x, map_y = np.asarray(raw_x, dtype=np.float32), np.asarray(raw_y, dtype=np.float32)
     map_x.setflags(write=False)
     map_y.setflags(write=False)
     return map_x, map_y

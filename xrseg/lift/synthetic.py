@@ -100,7 +100,7 @@ def render_view(
     rays = np.empty((grid.shape[0], 6), dtype=np.float32)
     rays[:, :3] = world_from_camera_t[:3, 3]
     rays[:, 3:] = directions_world
-    hits = scene.cast_rays(o3d.core.Tensor(rays))
+    hits = scene.cast_rays(o3d.core.Tensor.from_numpy(rays))
     t_hit = hits["t_hit"].numpy()
     geometry = hits["geometry_ids"].numpy().astype(np.int64)
     normals = hits["primitive_normals"].numpy()
@@ -116,6 +116,4 @@ def render_view(
     shade = 0.35 + 0.65 * np.abs(np.sum(normals * view_dirs, axis=1))
     rgb = palette[instance] * shade[:, None]
     rgb[~hit] = (40, 40, 48)
-    return RenderedView(
-        depth, instance.reshape(shape), np.clip(rgb, 0, 255).astype(np.uint8).reshape((*shape, 3))
-    )
+    return RenderedView(depth, instance.reshape(shape), np.clip(rgb, 0, 255).astype(np.uint8).reshape((*shape, 3)))
