@@ -18,6 +18,9 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from xrseg.errors import InputError
 
+ZAP_DOMAIN = "xrseg"
+"""The ZAP domain of the encoder server's socket; the authenticator is configured for this domain only."""
+
 
 @dataclass(frozen=True)
 class CurveServerKeys:
@@ -77,7 +80,7 @@ def configure_server(sock: zmq.Socket, keys: CurveServerKeys) -> None:
     sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
     sock.setsockopt(zmq.CURVE_SECRETKEY, secret or b"")
     sock.setsockopt(zmq.CURVE_SERVER, 1)
-    sock.setsockopt_string(zmq.ZAP_DOMAIN, "xrseg")
+    sock.setsockopt_string(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
 
 
 def configure_client(sock: zmq.Socket, keys: CurveClientKeys) -> None:
@@ -98,5 +101,5 @@ def start_authenticator(context: zmq.Context, keys: CurveServerKeys) -> ThreadAu
     location = (
         zmq.auth.CURVE_ALLOW_ANY if keys.authorized_clients_dir is None else str(keys.authorized_clients_dir)
     )
-    auth.configure_curve(domain="*", location=location)
+    auth.configure_curve(domain=ZAP_DOMAIN, location=location)
     return auth
