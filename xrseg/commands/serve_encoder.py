@@ -36,9 +36,13 @@ def _serve(args: argparse.Namespace) -> int:
     from xrseg.stream.auth import CurveServerKeys, make_curve_keys
 
     if args.make_keys is not None:
-        server, client = make_curve_keys(args.make_keys)
-        print(f"server: --curve-secret {server.secret_key_file} --curve-clients {server.authorized_clients_dir}")
-        print(f"client: secret {client.secret_key_file}, server public key {client.server_public_key_file}")
+        server_keys, client_keys = make_curve_keys(args.make_keys)
+        print(
+            f"server: --curve-secret {server_keys.secret_key_file} --curve-clients {server_keys.authorized_clients_dir}"
+        )
+        print(
+            f"client: secret {client_keys.secret_key_file}, server public key {client_keys.server_public_key_file}"
+        )
         return 0
     if args.curve_clients is not None and args.curve_secret is None:
         raise InputError("--curve-clients needs --curve-secret")
