@@ -46,3 +46,7 @@ class ProtocolError(XrsegError, ValueError):
 
 class UsageError(XrsegError, RuntimeError):
     """An API was called out of order (for example a decode before any encode)."""
+
+
+class DownloadError(XrsegError, OSError):
+    """A file could not be fetched from any of its sources."""
