@@ -37,9 +37,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.make_keys is not None:
         server_keys, client_keys = make_curve_keys(args.make_keys)
-        print(
-            f"server: --curve-secret {server_keys.secret_key_file} --curve-clients {server_keys.authorized_clients_dir}"
-        )
+        secret, clients = server_keys.secret_key_file, server_keys.authorized_clients_dir
+        print(f"server: --curve-secret {secret} --curve-clients {clients}")
         print(
             f"client: secret {client_keys.secret_key_file}, server public key {client_keys.server_public_key_file}"
         )
@@ -49,7 +48,9 @@ def _serve(args: argparse.Namespace) -> int:
     curve = None if args.curve_secret is None else CurveServerKeys(args.curve_secret, args.curve_clients)
 
     from xrseg.sam.engine import SamEngine
-    from xrseg.stream.encoder_server import EncoderServer
+    from xrseg.stream.encoder_server import EncoderServer, check_bind_security
+
+    check_bind_security(args.bind, curve, args.insecure)  # before spending seconds on loading the model
 
     engine = SamEngine.from_cache(providers=args.providers, threads=args.threads)
     stop = threading.Event()

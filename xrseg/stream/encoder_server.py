@@ -43,6 +43,15 @@ logger = logging.getLogger(__name__)
 DEFAULT_ENCODER_ENDPOINT = "tcp://127.0.0.1:5561"
 
 
+def check_bind_security(bind: str, curve: CurveServerKeys | None, allow_insecure: bool) -> None:
+    """Refuse to serve on an address reachable from other machines without CURVE, unless explicitly allowed."""
+    if curve is None and not allow_insecure and not sockets.is_loopback(bind):
+        raise InputError(
+            f"refusing to serve embeddings on {bind} without CURVE keys: bind 127.0.0.1, give keys "
+            "(xrseg serve-encoder --make-keys DIR), or allow insecure access explicitly (--insecure)"
+        )
+
+
 @dataclass
 class EncoderServerStats:
     """Counters of an :class:`EncoderServer` (mutable; read them from the serving thread or after it stops)."""
@@ -82,11 +91,7 @@ class EncoderServer:
         allow_insecure: bool = False,
         rcvhwm: int = 16,
     ) -> None:
-        if curve is None and not allow_insecure and not sockets.is_loopback(bind):
-            raise InputError(
-                f"refusing to serve embeddings on {bind} without CURVE keys: bind 127.0.0.1, give keys "
-                "(xrseg serve-encoder --make-keys DIR), or allow insecure access explicitly"
-            )
+        check_bind_security(bind, curve, allow_insecure)
         self.encoder = encoder
         self.limits = limits
         self.stats = EncoderServerStats()
