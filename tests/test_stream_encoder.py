@@ -383,3 +383,14 @@ def test_client_survives_a_server_restart(photo: np.ndarray, reference: ImageEmb
                     process.wait(timeout=30)
             if process is not None and process.stdout is not None:
                 process.stdout.close()
+
+
+def test_bench_remote_roundtrip_reports_both_sides() -> None:
+    from xrseg.stream.bench import bench_remote_roundtrip
+
+    image = np.full((30, 40, 3), 7, np.uint8)
+    result = bench_remote_roundtrip(MeanEncoder(), image, n=3, image_encoding="raw")
+    assert result.n == 3 and result.image_hw == (30, 40) and result.image_encoding == "raw"
+    assert result.request_bytes > 30 * 40 * 3  # the raw image plus its header
+    assert 0 < result.local_p50_ms <= result.local_p99_ms and 0 < result.remote_p50_ms <= result.remote_p99_ms
+    assert result.overhead_p50_ms <= result.remote_p50_ms

@@ -192,3 +192,11 @@ def test_listen_without_publisher_times_out_with_exit_1(capsys: pytest.CaptureFi
 def test_listen_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["listen", "not-an-endpoint", "--timeout", "0.1"]) == 2
     assert "endpoint must look like" in capsys.readouterr().err
+
+
+def test_bench_publisher_delivers_every_event_to_a_live_subscriber() -> None:
+    from xrseg.stream.bench import bench_publisher
+
+    result = bench_publisher(20, "png+rle", 120, 160)
+    assert result.n == 20 and result.received == 20 and result.mask_hw == (120, 160)
+    assert result.events_per_s > 0 and result.bytes_per_event > 0

@@ -77,6 +77,8 @@ class RemoteEncoderStats:
     retries: int = 0
     fallbacks: int = 0
     stale_replies: int = 0
+    last_server_encode_ms: float | None = None
+    """How long the server's encoder took for the latest answered request (the rest of a call is transport)."""
 
 
 class RemoteEncoder:
@@ -149,6 +151,8 @@ class RemoteEncoder:
         if reply is None:
             return self._server_gone(rgb, attempts)
         self._server_back()
+        if isinstance(reply, EmbeddingReply):
+            self.stats.last_server_encode_ms = reply.encode_ms
         if isinstance(reply, ErrorReply):
             raise self._error(reply)
         if not isinstance(reply, EmbeddingReply):
