@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -80,7 +81,7 @@ def test_fixation_and_saccade_timing(exact_plan: ScenePlan) -> None:
     t_end = T0_NS + 4_000_000_000
     assert fixations[0].start_ns == fixations[0].saccade_start_ns == T0_NS
     assert fixations[-1].end_ns == t_end
-    for before, after in zip(fixations, fixations[1:], strict=False):
+    for before, after in itertools.pairwise(fixations):
         assert after.saccade_start_ns == before.end_ns
         assert 30e6 <= after.start_ns - after.saccade_start_ns <= 60e6
         assert after.object_id != before.object_id

@@ -12,9 +12,9 @@ import pytest
 from xrseg.errors import InputError
 from xrseg.scenes.layout import Surface, shape_mesh
 from xrseg.scenes.materials import Material, texture_factor, value_noise
+from xrseg.scenes.recipe import CameraSpec
 from xrseg.scenes.render import Renderer
 from xrseg.scenes.rig import camera_model, head_from_camera
-from xrseg.scenes.recipe import CameraSpec
 from xrseg.types import CameraModel
 
 # An odd-sized ideal pinhole: the centre pixel (80, 60) looks exactly along +z.
@@ -118,7 +118,7 @@ def test_textures_are_in_the_local_frame_and_vary() -> None:
     material = Material((0.2, 0.8, 0.4), "noise", scale_m=0.05, local_from_world=moved, seed=3)
     still = Material((0.2, 0.8, 0.4), "noise", scale_m=0.05, seed=3)
     point = np.array([[0.3, 0.2, 0.1]])
-    assert np.allclose(material.albedo(point + [2.0, 0.0, 0.0]), still.albedo(point))
+    assert np.allclose(material.albedo(point + np.array([2.0, 0.0, 0.0])), still.albedo(point))
 
 
 @pytest.mark.parametrize("shape", ["box", "sphere", "cylinder", "cone", "torus", "capsule"])

@@ -138,7 +138,7 @@ def test_refuses_to_overwrite_without_the_flag(generated: tuple[Path, Path, Scen
 def test_bundled_session_reads_and_its_targets_are_visible(name: str) -> None:
     session = Session.open(SCENES / name)
     assert session.warnings == [] and session.header.source == "synthetic"
-    assert (session.camera.width_px, session.camera.height_px) == (640, 480)
+    assert (session.camera.width_px, session.camera.height_px) == (480, 360)
     assert "accuracy 1 deg" in session.header.description and "precision 0.5 deg" in session.header.description
     targets = session.fixation_targets()
     assert 8 <= len(targets) <= 16

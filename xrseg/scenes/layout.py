@@ -108,7 +108,7 @@ def shape_mesh(shape: str, size_m: float, rng: np.random.Generator) -> o3d.geome
         rng.shuffle(dims)
         mesh = o3d.geometry.TriangleMesh.create_box(dims[0], dims[1], dims[2])
     elif shape == "sphere":
-        mesh = o3d.geometry.TriangleMesh.create_sphere(radius=s / 2, resolution=32)
+        mesh = o3d.geometry.TriangleMesh.create_sphere(radius=s / 2, resolution=24)
     elif shape == "cylinder":
         if rng.uniform() < 0.5:
             radius, height = s * float(rng.uniform(0.2, 0.4)), s
@@ -124,16 +124,16 @@ def shape_mesh(shape: str, size_m: float, rng: np.random.Generator) -> o3d.geome
     elif shape == "torus":
         tube = s / 2 * float(rng.uniform(0.22, 0.35))
         mesh = o3d.geometry.TriangleMesh.create_torus(
-            torus_radius=s / 2 - tube, tube_radius=tube, radial_resolution=48, tubular_resolution=20
+            torus_radius=s / 2 - tube, tube_radius=tube, radial_resolution=40, tubular_resolution=16
         )
         if rng.uniform() < 0.5:  # lying flat, else standing on its rim facing the viewer
             mesh.rotate(_Z_TO_Y, center=np.zeros(3))
     elif shape == "capsule":
         radius = s * float(rng.uniform(0.15, 0.28))
         length = s - 2 * radius
-        mesh = o3d.geometry.TriangleMesh.create_cylinder(radius=radius, height=length, resolution=40, split=1)
+        mesh = o3d.geometry.TriangleMesh.create_cylinder(radius=radius, height=length, resolution=32, split=1)
         for end in (-length / 2, length / 2):
-            cap = o3d.geometry.TriangleMesh.create_sphere(radius=radius, resolution=20)
+            cap = o3d.geometry.TriangleMesh.create_sphere(radius=radius, resolution=16)
             cap.translate((0.0, 0.0, end))
             mesh += cap
         mesh.rotate(_Z_TO_Y, center=np.zeros(3))
@@ -263,10 +263,13 @@ def _overlaps(drafts: list[_Draft], x: float, z: float, radius: float, gap: floa
 
 def _random_drafts(recipe: Recipe, placement: PlacementSpec, rng: np.random.Generator) -> list[_Draft]:
     drafts: list[_Draft] = []
+    # Every allowed shape once (in random order) before any repeats, so a scene has varied shapes.
+    rounds = -(-placement.count // len(placement.shapes))
+    shapes = [str(shape) for _ in range(rounds) for shape in rng.permutation(placement.shapes)]
     for index in range(placement.count):
         for _attempt in range(400):
             spec = ObjectSpec(
-                shape=str(rng.choice(placement.shapes)),
+                shape=shapes[index],
                 size_m=float(rng.uniform(*placement.size_m)),
                 distance_m=float(rng.uniform(*placement.distance_m)),
                 azimuth_deg=float(rng.uniform(*placement.azimuth_deg)),
