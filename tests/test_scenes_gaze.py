@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from xrseg.geometry import in_image, invert_transform, project_points, transform_points
+from xrseg.geometry import in_image, invert_transform, project_gaze, project_points, transform_points
 from xrseg.scenes import ScenePlan, plan_scene, recipe_from_dict
 from xrseg.scenes.scanpath import (
     T0_NS,
@@ -28,6 +28,7 @@ from xrseg.scenes.trajectory import (
     rotation_from_angles,
     yaw_pitch_towards,
 )
+from xrseg.types import DepthSource
 
 
 def small_recipe(**sections: Any) -> dict[str, Any]:
@@ -223,3 +224,26 @@ def test_same_seed_same_plan_other_seed_other_plan(exact_plan: ScenePlan) -> Non
     assert np.array_equal(frame_a.depth_m, frame_b.depth_m)
     other = plan_scene(recipe.with_overrides(seed=6))
     assert not np.array_equal(other.gaze.true_direction, exact_plan.gaze.true_direction)
+
+
+def test_pipeline_gaze_projection_lands_on_the_fixated_object(exact_plan: ScenePlan) -> None:
+    """The conventions agree with xrseg.geometry: a perfect gaze sample, projected into the nearest frame
+    through its depth (eye-camera parallax resolved), lands on the object the fixation targets."""
+    plan, gaze = exact_plan, exact_plan.gaze
+    for fixation in plan.fixations:
+        index = int(np.searchsorted(gaze.timestamps_ns, fixation.centre_ns))
+        sample = plan.gaze_sample(index)
+        frame, ids = plan.render_frame(nearest_frame_index(plan.frame_timestamps_ns, sample.timestamp_ns))
+        projection = project_gaze(
+            sample.ray,
+            plan.trajectory.pose_at(sample.timestamp_ns),
+            plan.world_from_camera(frame.timestamp_ns),
+            plan.camera,
+            depth_m=frame.depth_m,
+        )
+        assert projection.hit and projection.depth_source is DepthSource.DEPTH_IMAGE
+        assert projection.pixel_xy is not None
+        x, y = (round(v) for v in projection.pixel_xy)
+        assert ids[y, x] == fixation.object_id
+        assert projection.point_world_m is not None
+        assert float(np.linalg.norm(projection.point_world_m - fixation.target_world_m)) < 0.02
