@@ -394,3 +394,17 @@ def test_bench_remote_roundtrip_reports_both_sides() -> None:
     assert result.request_bytes > 30 * 40 * 3  # the raw image plus its header
     assert 0 < result.local_p50_ms <= result.local_p99_ms and 0 < result.remote_p50_ms <= result.remote_p99_ms
     assert result.overhead_p50_ms <= result.remote_p50_ms
+
+
+def test_serve_encoder_command_makes_keys_and_refuses_public_binds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from xrseg.cli import main
+
+    assert main(["serve-encoder", "--make-keys", str(tmp_path)]) == 0
+    assert (tmp_path / "server.key_secret").is_file() and (
+        tmp_path / "authorized_clients" / "client.key"
+    ).is_file()
+    assert main(["serve-encoder", "--make-keys", str(tmp_path)]) == 2  # never overwrites keys
+    assert main(["serve-encoder", "--bind", "tcp://0.0.0.0:5561"]) == 2  # refused before loading the model
+    assert "without CURVE keys" in capsys.readouterr().err
