@@ -123,9 +123,10 @@ def test_mask_input_refines_the_same_object(engine: SamEngine, sample_images) ->
         multimask=False,
     )
     assert refined.masks[0][375, 500]
-    iou = np.logical_and(refined.masks[0], first.masks[first.best]).sum() / np.logical_or(
-        refined.masks[0], first.masks[first.best]
-    ).sum()
+    iou = (
+        np.logical_and(refined.masks[0], first.masks[first.best]).sum()
+        / np.logical_or(refined.masks[0], first.masks[first.best]).sum()
+    )
     assert iou > 0.8
 
 

@@ -27,7 +27,8 @@ EXIT_INTERRUPTED = 130
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="xrseg", description="Gaze-driven Segment Anything for AR/VR: look at an object, get its mask and mesh."
+        prog="xrseg",
+        description="Gaze-driven Segment Anything for AR/VR: look at an object, get its mask and mesh.",
     )
     parser.add_argument("--version", action="version", version=f"xrseg {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")

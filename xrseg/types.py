@@ -35,7 +35,7 @@ Vec3: TypeAlias = npt.NDArray[np.float64]
 
 
 def _frozen_array(value: npt.ArrayLike, shape: tuple[int, ...], dtype: type, name: str) -> npt.NDArray:
-    array = np.array(value, dtype=dtype, copy=True)
+    array: npt.NDArray = np.array(value, dtype=dtype, copy=True)
     if array.shape != shape:
         raise InputError(f"{name} must have shape {shape}, got {array.shape}")
     array.setflags(write=False)
@@ -120,11 +120,9 @@ class Frame:
     def __post_init__(self) -> None:
         if self.rgb.ndim != 3 or self.rgb.shape[2] != 3 or self.rgb.dtype != np.uint8:
             raise InputError(f"rgb must be HxWx3 uint8, got {self.rgb.shape} {self.rgb.dtype}")
-        if self.depth_m is not None:
-            if self.depth_m.shape != self.rgb.shape[:2] or self.depth_m.dtype != np.float32:
-                raise InputError(
-                    f"depth_m must be {self.rgb.shape[:2]} float32, got {self.depth_m.shape} {self.depth_m.dtype}"
-                )
+        depth = self.depth_m
+        if depth is not None and (depth.shape != self.rgb.shape[:2] or depth.dtype != np.float32):
+            raise InputError(f"depth_m must be {self.rgb.shape[:2]} float32, got {depth.shape} {depth.dtype}")
 
     @property
     def height_px(self) -> int:
@@ -280,7 +278,8 @@ class Selection:
     @property
     def bbox_xyxy(self) -> tuple[int, int, int, int] | None:
         """Inclusive-exclusive pixel box (x0, y0, x1, y1) of the mask, or None for an empty mask."""
-        ys, xs = np.nonzero(self.mask)
-        if xs.size == 0:
+        rows = np.flatnonzero(self.mask.any(axis=1))
+        if rows.size == 0:
             return None
-        return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        cols = np.flatnonzero(self.mask.any(axis=0))
+        return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)

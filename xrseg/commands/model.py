@@ -68,7 +68,8 @@ def run_info(args: argparse.Namespace) -> int:
             print(f"  {entry['status']:10s} {size}  {name:22s} sha256 {sha}")
         for name, variant in info["variants"].items():
             marker = "*" if name == info["default_variant"] else " "
-            print(f"  {marker} variant {name:6s} {variant['encoder']} + {variant['decoder']}: {variant['description']}")
+            pair = f"{variant['encoder']} + {variant['decoder']}"
+            print(f"  {marker} variant {name:6s} {pair}: {variant['description']}")
     if any(status != "ok" for status in statuses.values()):
         raise ModelError(f"the model cache in {models} is incomplete or corrupted; run `xrseg model build`")
     return 0

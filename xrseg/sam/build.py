@@ -44,7 +44,9 @@ class Variant:
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
-        Variant("fp32", "encoder.fp32.onnx", "decoder.fp32.onnx", "float32 encoder and decoder (reference accuracy)"),
+        Variant(
+            "fp32", "encoder.fp32.onnx", "decoder.fp32.onnx", "float32 encoder and decoder (reference accuracy)"
+        ),
         Variant(
             "int8",
             "encoder.int8.onnx",
@@ -141,7 +143,7 @@ def _file_sha256(path: Path) -> str:
 
 
 def file_status(models: Path, name: str, manifest: dict[str, Any] | None) -> str:
-    """"ok", "missing", "unrecorded" (not in the manifest) or "corrupted" (hash differs from the manifest)."""
+    """ "ok", "missing", "unrecorded" (not in the manifest) or "corrupted" (hash differs from the manifest)."""
     path = models / name
     if not path.is_file():
         return "missing"

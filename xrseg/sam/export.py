@@ -122,14 +122,16 @@ def _two_way_transformer(transformer: Any, keys: Any, key_pe: Any, point_embeddi
         keys = layer.norm4(keys + _image_to_token(layer.cross_attn_image_to_token, k, q, queries))
     q = queries + point_embedding
     k = keys + key_pe
-    queries = transformer.norm_final_attn(queries + _token_to_image(transformer.final_attn_token_to_image, q, k, keys))
+    queries = transformer.norm_final_attn(
+        queries + _token_to_image(transformer.final_attn_token_to_image, q, k, keys)
+    )
     return queries, keys
 
 
 def _decoder_module(sam: Any) -> Any:
     import torch
     from torch import nn
-    from torch.nn import functional as F
+    from torch.nn import functional as F  # noqa: N812 - PyTorch's own convention
 
     class Decoder(nn.Module):
         def __init__(self) -> None:

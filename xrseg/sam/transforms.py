@@ -88,16 +88,15 @@ def low_res_to_original(
     scale_x = input_size[1] / width / (MODEL_SIZE / LOW_RES_SIZE)
     scale_y = input_size[0] / height / (MODEL_SIZE / LOW_RES_SIZE)
     # dst(x, y) = src(M @ [x, y, 1]) with WARP_INVERSE_MAP.
-    matrix = np.array(
-        [[scale_x, 0.0, 0.5 * scale_x - 0.5], [0.0, scale_y, 0.5 * scale_y - 0.5]], dtype=np.float64
-    )
-    return cv2.warpAffine(
+    matrix = np.array([[scale_x, 0.0, 0.5 * scale_x - 0.5], [0.0, scale_y, 0.5 * scale_y - 0.5]], dtype=np.float64)
+    warped = cv2.warpAffine(
         logits,
         matrix,
         (width, height),
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REPLICATE,
     )
+    return np.asarray(warped, dtype=np.float32)
 
 
 def mask_to_low_res(

@@ -1,0 +1,179 @@
+"""Wiring shared by ``xrseg replay``, ``xrseg demo`` and ``xrseg run``: options -> engine, encoder, sinks.
+
+The command modules only parse arguments and pick a source; everything after that is here, so a live run and
+a replay are the same pipeline with the same outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from xrseg.errors import InputError
+from xrseg.runtime import Pipeline, PipelineOptions, PipelineStats, Sink
+from xrseg.sources.base import Source, SourceItem
+from xrseg.types import Fixation, Frame, GazeSample, Selection, Transform
+
+log = logging.getLogger(__name__)
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every pipeline command takes."""
+    group = parser.add_argument_group("pipeline")
+    group.add_argument("--out", type=Path, help="write selections (mask PNG + JSON), meshes and a summary here")
+    group.add_argument("--dwell-ms", type=float, default=500.0, help="dwell time that selects (0: events only)")
+    group.add_argument("--fallback-depth-m", type=float, default=1.0, help="gaze distance when there is no depth")
+    group.add_argument("--variant", help="model variant (see `xrseg model info`); default: the manifest's")
+    group.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per core)")
+    group.add_argument(
+        "--publish", metavar="ENDPOINT", help="publish events over ZeroMQ, e.g. tcp://127.0.0.1:5560"
+    )
+    group.add_argument("--encoder", metavar="ENDPOINT", help="encode keyframes on an `xrseg serve-encoder` server")
+    group.add_argument("--no-mesh", action="store_true", help="do not lift selections or export meshes")
+    group.add_argument("--follow-frames", type=int, default=6, help="frames to follow a selected object into")
+
+
+def pipeline_options(args: argparse.Namespace, realtime: bool) -> PipelineOptions:
+    return PipelineOptions(dwell_ms=args.dwell_ms, fallback_depth_m=args.fallback_depth_m, realtime=realtime)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    stats: PipelineStats
+    summary: dict[str, Any]
+    out_dir: Path | None
+
+
+class _Progress(Sink):
+    def __init__(self, bar: tqdm) -> None:
+        self.bar = bar
+        self.selections = 0
+
+    def on_selection(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
+        self.selections += 1
+        self.bar.set_postfix(selections=self.selections)
+
+
+class _Publisher(Sink):
+    """Publishes fixations, selections and once-a-second stats on a ZeroMQ PUB socket."""
+
+    def __init__(self, endpoint: str, pipeline_stats: PipelineStats) -> None:
+        from xrseg.stream.pubsub import EventPublisher
+
+        self.publisher = EventPublisher(endpoint)
+        self.stats = pipeline_stats
+        self._last_stats_s = 0.0
+
+    def on_fixation(self, fixation: Fixation) -> None:
+        self.publisher.publish_fixation(fixation)
+
+    def on_selection(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
+        self.publisher.publish_selection(selection)
+
+    def on_gaze(self, sample: GazeSample, filtered: GazeSample) -> None:
+        now = time.monotonic()
+        if now - self._last_stats_s >= 1.0:
+            self._last_stats_s = now
+            self.publisher.publish_stats(
+                {
+                    "frames": self.stats.frames,
+                    "fixations": self.stats.fixations,
+                    "selections": self.stats.selections,
+                    "drops": sum(self.stats.drops.values()),
+                    "encodes": self.stats.encodes,
+                }
+            )
+
+    def close(self) -> None:
+        # Give subscribers a moment to receive what is queued before the socket goes (linger is 0).
+        time.sleep(0.2)
+        self.publisher.close()
+
+
+def make_engine_and_encoder(args: argparse.Namespace) -> tuple[Any, Any]:
+    from xrseg.sam.engine import SamEngine
+
+    engine = SamEngine.from_cache(variant=args.variant, threads=args.threads)
+    encoder: Any = engine
+    if args.encoder:
+        from xrseg.stream.encoder_client import RemoteEncoder
+
+        encoder = RemoteEncoder(args.encoder, fallback=engine)
+    return engine, encoder
+
+
+def run_pipeline(
+    source: Source | Iterable[SourceItem],
+    camera: Any,
+    head_from_camera: Transform,
+    args: argparse.Namespace,
+    *,
+    realtime: bool,
+    total_items: int | None = None,
+    session_path: Path | None = None,
+    extra_sinks: Iterable[Sink] = (),
+) -> RunResult:
+    """Run the pipeline on ``source`` with the outputs ``args`` asks for; returns stats and the summary."""
+    from xrseg.outputs import SelectionWriter, summary_record, write_json_atomic
+
+    options = pipeline_options(args, realtime)
+    engine, encoder = make_engine_and_encoder(args)
+    sinks: list[Sink] = []
+    out_dir: Path | None = args.out
+    if out_dir is not None:
+        sinks.append(SelectionWriter(out_dir))
+        if not args.no_mesh:
+            from xrseg.lift.sink import MeshSink
+
+            sinks.append(MeshSink(out_dir, camera, engine, encoder, args.follow_frames, session_path))
+    sinks.extend(extra_sinks)
+    pipeline = Pipeline(camera, head_from_camera, engine, encoder, options, sinks)
+    if args.publish:
+        pipeline.sinks.append(_Publisher(args.publish, pipeline.stats))
+    started = time.perf_counter()
+    with tqdm(total=total_items, desc="replay" if session_path else "run", unit="item", leave=False) as bar:
+        pipeline.sinks.append(_Progress(bar))
+        stats = pipeline.run(_counted(source, bar))
+    elapsed = time.perf_counter() - started
+    summary = summary_record(stats, options, {"wall_s": elapsed, "session": str(session_path or "")})
+    for sink in pipeline.sinks:
+        extra = getattr(sink, "summary", None)
+        if callable(extra):
+            summary.update(extra())
+    if out_dir is not None:
+        write_json_atomic(out_dir / "summary.json", summary)
+    return RunResult(stats, summary, out_dir)
+
+
+def _counted(items: Iterable[SourceItem], bar: tqdm) -> Iterator[SourceItem]:
+    for item in items:
+        bar.update(1)
+        yield item
+
+
+def describe(result: RunResult) -> str:
+    """One line for the terminal."""
+    stats, summary = result.stats, result.summary
+    latency = summary["gaze_to_mask_ms"]["p50"]
+    drops = ", ".join(f"{k} {v}" for k, v in sorted(stats.drops.items())) or "none"
+    parts = [
+        f"{stats.selections} selections from {stats.fixations} fixations",
+        f"{stats.encodes} keyframes encoded",
+        f"gaze-to-mask p50 {latency:.1f} ms" if latency is not None else "no selections timed",
+        f"dropped: {drops}",
+    ]
+    if result.out_dir is not None:
+        parts.append(f"written to {result.out_dir}")
+    return "; ".join(parts)
+
+
+def check_out_dir(path: Path | None) -> None:
+    if path is not None and path.exists() and not path.is_dir():
+        raise InputError(f"--out {path} exists and is not a directory")

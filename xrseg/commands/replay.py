@@ -1,0 +1,76 @@
+"""``xrseg replay`` and ``xrseg demo``: the whole pipeline on a recorded session."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from xrseg.app import add_pipeline_arguments, check_out_dir, describe, run_pipeline
+from xrseg.errors import SessionError
+from xrseg.session.reader import Session
+from xrseg.sources.replay import ReplaySource
+
+DEMO_SESSION = "tabletop-small"
+
+
+def scenes_dir() -> Path:
+    """The bundled ``scenes/`` folder of this checkout (sample sessions and recipes)."""
+    return Path(__file__).resolve().parents[2] / "scenes"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    replay = subparsers.add_parser(
+        "replay",
+        help="run the pipeline on a recorded session",
+        description="Replay a recorded gaze session through the whole pipeline: fixations, selections, meshes.",
+    )
+    replay.add_argument("session", type=Path, help="session directory (see docs/session-format.md)")
+    replay.add_argument("--realtime", action="store_true", help="pace at recorded speed, encode asynchronously")
+    replay.add_argument("--speed", type=float, default=1.0, help="with --realtime: playback speed factor")
+    add_pipeline_arguments(replay)
+    replay.set_defaults(func=run_replay)
+
+    demo = subparsers.add_parser(
+        "demo",
+        help=f"replay the bundled sample session ({DEMO_SESSION}) and write its results",
+        description="Replay the bundled sample session offline and write selections and meshes.",
+    )
+    demo.add_argument("--session", default=DEMO_SESSION, help="bundled session name under scenes/")
+    demo.add_argument("--realtime", action="store_true", help=argparse.SUPPRESS)
+    demo.add_argument("--speed", type=float, default=1.0, help=argparse.SUPPRESS)
+    add_pipeline_arguments(demo)
+    demo.set_defaults(func=run_demo, out=Path("xrseg-demo"))
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    check_out_dir(args.out)
+    session = Session.open(args.session)
+    for warning in session.warnings:
+        print(f"xrseg: warning: {warning}")
+    if session.frame_count == 0:
+        raise SessionError(
+            f"{args.session} has no camera frames: nothing to segment (an imported gaze-only session?)"
+        )
+    source = ReplaySource(session, realtime=args.realtime, speed=args.speed)
+    total = (
+        session.frame_count + len(session.head_timestamps_ns) + len(session.gaze_samples()) + len(session.events())
+    )
+    result = run_pipeline(
+        source,
+        session.header.camera,
+        session.header.head_from_camera,
+        args,
+        realtime=args.realtime,
+        total_items=total,
+        session_path=Path(args.session),
+    )
+    print(describe(result))
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    path = scenes_dir() / args.session
+    if not path.is_dir():
+        raise SessionError(f"no bundled session {args.session!r} in {scenes_dir()}")
+    args.session = path
+    return run_replay(args)
