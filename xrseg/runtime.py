@@ -276,6 +276,11 @@ class Pipeline:
         self._last: tuple[Selection, Frame, Transform, MaskPrediction] | None = None
         self._next_id = 1
 
+    @property
+    def negatives_world_m(self) -> tuple[np.ndarray, ...]:
+        """World points (3 float64 each) of rejected selections, prompted as background from now on."""
+        return tuple(self._negatives)
+
     # ------------------------------------------------------------------ input
 
     def run(self, source: Source | Iterable[SourceItem]) -> PipelineStats:

@@ -1,0 +1,245 @@
+"""``xrseg bench``: latency of every stage, against the official MobileSAM predictor in the same run.
+
+Encoder and decoder are timed on Segment Anything's four sample photographs resized to 640x480, each call
+timed alone after warm-up calls. The decoder call is the public ``SamEngine.decode`` (prompt mapping, the ONNX
+graph, three masks upsampled to 640x480, stability scores). The reference is the official MobileSAM
+``SamPredictor`` (``set_image`` and ``predict(multimask_output=True)``) when the ``export`` extra is installed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+IMAGE_SIZE = (640, 480)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    encoder_runs: int = 12
+    decoder_runs: int = 120
+    reference_encoder_runs: int = 6
+    reference_decoder_runs: int = 40
+    threads: int | None = None
+    variants: tuple[str, ...] | None = None
+    reference: bool = True
+    lift: bool = True
+    stream: bool = True
+
+
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    array = np.asarray(samples_ms, dtype=np.float64)
+    return {
+        "p50": float(np.percentile(array, 50)),
+        "p99": float(np.percentile(array, 99)),
+        "min": float(array.min()),
+        "n": float(len(array)),
+    }
+
+
+def _time_calls(calls: list[Callable[[], object]], runs: int, warmup: int = 1) -> list[float]:
+    for call in calls[:warmup]:
+        call()
+    times = []
+    for i in range(runs):
+        call = calls[i % len(calls)]
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000.0)
+    return times
+
+
+def _images() -> list[np.ndarray]:
+    from xrseg.testdata import ensure_sample_images, load_rgb
+
+    return [load_rgb(path, IMAGE_SIZE) for path in ensure_sample_images().values()]
+
+
+def _prompts(count: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    width, height = IMAGE_SIZE
+    return [rng.uniform([0.2 * width, 0.2 * height], [0.8 * width, 0.8 * height], (1, 2)) for _ in range(count)]
+
+
+def machine() -> dict[str, Any]:
+    import onnxruntime as ort
+
+    flags: list[str] = []
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name") and not model:
+                    model = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    present = set(line.split(":", 1)[1].split())
+                    flags = sorted(present & {"avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"})
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": model or platform.machine(),
+        "cores": os.cpu_count(),
+        "simd": flags,
+        "onnxruntime": ort.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def bench_engine(variant: str, images: list[np.ndarray], config: BenchConfig) -> dict[str, Any]:
+    from xrseg.sam.engine import SamEngine
+
+    engine = SamEngine.from_cache(variant=variant, threads=config.threads)
+    encode_ms = _time_calls([partial(engine.encode, im) for im in images], config.encoder_runs)
+    embeddings = [engine.encode(im) for im in images]
+    calls: list[Callable[[], object]] = [
+        partial(engine.decode, embeddings[i % len(embeddings)], points=p, labels=[1])
+        for i, p in enumerate(_prompts(16))
+    ]
+    decode_ms = _time_calls(calls, config.decoder_runs, warmup=4)
+    return {"encoder_ms": percentiles(encode_ms), "decoder_ms": percentiles(decode_ms)}
+
+
+def bench_reference(images: list[np.ndarray], config: BenchConfig) -> dict[str, Any] | None:
+    """The official MobileSAM predictor, or None without the export extra."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("mobile_sam") is None:
+        return None
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # timm's deprecation and registry notices on import
+        from mobile_sam import SamPredictor
+
+    from xrseg.sam.export import load_mobile_sam
+    from xrseg.sam.weights import models_dir
+
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    predictor = SamPredictor(load_mobile_sam(models_dir() / "mobile_sam.pt"))
+
+    def encode(image: np.ndarray) -> None:
+        with torch.no_grad():
+            predictor.set_image(image)
+
+    encode_ms = _time_calls([partial(encode, im) for im in images], config.reference_encoder_runs)
+    encode(images[0])
+    prompts = _prompts(16)
+
+    def decode(point: np.ndarray) -> None:
+        with torch.no_grad():
+            predictor.predict(point_coords=point, point_labels=np.array([1]), multimask_output=True)
+
+    decode_ms = _time_calls([partial(decode, p) for p in prompts], config.reference_decoder_runs, warmup=4)
+    return {"encoder_ms": percentiles(encode_ms), "decoder_ms": percentiles(decode_ms), "torch": torch.__version__}
+
+
+def run_bench(config: BenchConfig) -> dict[str, Any]:
+    """Run every benchmark; returns a JSON-ready dict (flat headline keys plus details)."""
+    from xrseg.sam.build import read_manifest
+
+    manifest = read_manifest()
+    if manifest is None:
+        from xrseg.errors import ModelError
+
+        raise ModelError("no models built; run `xrseg model build`")
+    default = manifest.get("default_variant", "fp32")
+    variants = list(config.variants or sorted(manifest.get("variants", {})))
+    images = _images()
+    report: dict[str, Any] = {"machine": machine(), "image_size": list(IMAGE_SIZE), "default_variant": default}
+    results = {}
+    for variant in variants:
+        log.info("timing variant %s", variant)
+        results[variant] = bench_engine(variant, images, config)
+    report["variants"] = results
+    headline = results.get(default) or next(iter(results.values()))
+    report["encoder_p50_ms"] = headline["encoder_ms"]["p50"]
+    report["encoder_p99_ms"] = headline["encoder_ms"]["p99"]
+    report["decoder_p50_ms"] = headline["decoder_ms"]["p50"]
+    report["decoder_p99_ms"] = headline["decoder_ms"]["p99"]
+    if config.reference:
+        log.info("timing the official MobileSAM predictor")
+        reference = bench_reference(images, config)
+        if reference is not None:
+            report["reference"] = reference
+            report["reference_encoder_p50_ms"] = reference["encoder_ms"]["p50"]
+            report["reference_decoder_p50_ms"] = reference["decoder_ms"]["p50"]
+            report["encoder_speedup"] = reference["encoder_ms"]["p50"] / report["encoder_p50_ms"]
+            report["decoder_speedup"] = reference["decoder_ms"]["p50"] / report["decoder_p50_ms"]
+    if config.lift:
+        from xrseg.lift.bench import bench_extract_and_export, bench_lift, bench_tsdf_integrate
+
+        log.info("timing lifting, TSDF integration and mesh export")
+        lift = percentiles(bench_lift())
+        tsdf = percentiles(bench_tsdf_integrate())
+        export = percentiles(bench_extract_and_export())
+        report["lift_ms"] = lift["p50"]
+        report["tsdf_integrate_ms"] = tsdf["p50"]
+        report["extract_export_ms"] = export["p50"]
+        report["lifting"] = {"lift_ms": lift, "tsdf_integrate_ms": tsdf, "extract_export_ms": export}
+    if config.stream:
+        from xrseg.sam.engine import SamEngine
+        from xrseg.stream.bench import bench_publisher, bench_remote_roundtrip
+
+        log.info("timing the remote encoder over loopback and the event publisher")
+        engine = SamEngine.from_cache(variant=default, threads=config.threads)
+        roundtrip = bench_remote_roundtrip(engine, images[0], n=4)
+        publisher = bench_publisher(n=300)
+        report["remote_encoder"] = roundtrip.__dict__
+        report["remote_overhead_p50_ms"] = roundtrip.overhead_p50_ms
+        report["publisher_events_per_s"] = publisher.events_per_s
+        report["publisher"] = publisher.__dict__
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A human-readable table of the report."""
+    lines = [
+        f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
+        f"SIMD {' '.join(report['machine']['simd']) or '-'}, onnxruntime {report['machine']['onnxruntime']}",
+        f"images: 4 photos at {report['image_size'][0]}x{report['image_size'][1]}",
+        "",
+        f"{'stage':34s} {'p50 ms':>9s} {'p99 ms':>9s} {'vs reference':>13s}",
+    ]
+    reference = report.get("reference")
+    for name, result in report["variants"].items():
+        for stage in ("encoder", "decoder"):
+            stats = result[f"{stage}_ms"]
+            ratio = ""
+            if reference:
+                ratio = f"{reference[f'{stage}_ms']['p50'] / stats['p50']:.2f}x faster"
+            marker = " (default)" if name == report["default_variant"] else ""
+            label = f"xrseg {stage} [{name}]{marker}"
+            lines.append(f"{label:34s} {stats['p50']:9.1f} {stats['p99']:9.1f} {ratio:>13s}")
+    if reference:
+        for stage in ("encoder", "decoder"):
+            stats = reference[f"{stage}_ms"]
+            lines.append(
+                f"{'MobileSAM PyTorch ' + stage:34s} {stats['p50']:9.1f} {stats['p99']:9.1f} {'1.00x':>13s}"
+            )
+    for key, label in (
+        ("lift_ms", "lift mask to points"),
+        ("tsdf_integrate_ms", "TSDF integrate"),
+        ("extract_export_ms", "mesh extract + PLY/OBJ/GLB"),
+    ):
+        if "lifting" in report:
+            stats = report["lifting"][key]
+            lines.append(f"{label:34s} {stats['p50']:9.1f} {stats['p99']:9.1f}")
+    if "remote_encoder" in report:
+        remote = report["remote_encoder"]
+        label = "remote encode overhead (loopback)"
+        lines.append(f"{label:34s} {remote['overhead_p50_ms']:9.1f} {remote['overhead_p99_ms']:9.1f}")
+        lines.append(f"publisher: {report['publisher_events_per_s']:.0f} selection events/s with 640x480 masks")
+    return "\n".join(lines)
