@@ -138,7 +138,11 @@ def run_pipeline(
     if args.publish:
         pipeline.sinks.append(_Publisher(args.publish, pipeline.stats))
     started = time.perf_counter()
-    with tqdm(total=total_items, desc="replay" if session_path else "run", unit="item", leave=False) as bar:
+    # disable=None: a progress bar on a terminal, nothing in logs; -q turns it off everywhere.
+    quiet = True if getattr(args, "quiet", False) else None
+    with tqdm(
+        total=total_items, desc="replay" if session_path else "run", unit="item", leave=False, disable=quiet
+    ) as bar:
         pipeline.sinks.append(_Progress(bar))
         stats = pipeline.run(_counted(source, bar))
     elapsed = time.perf_counter() - started

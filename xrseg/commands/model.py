@@ -26,7 +26,7 @@ def run_build(args: argparse.Namespace) -> int:
     if report.up_to_date:
         print(f"models in {report.models_dir} are built and verified; nothing to do")
     else:
-        rebuilt = ", ".join(report.rebuilt) or "nothing"
+        rebuilt = ", ".join(report.rebuilt) or "no model file (manifest updated)"
         print(f"models in {report.models_dir}: rebuilt {rebuilt}; checkpoint from {report.checkpoint_source}")
     return run_info(argparse.Namespace(json=False))
 
