@@ -70,6 +70,8 @@ class Step:
     inputs: tuple[str, ...]
     description: str
     run: Callable[[Path, Path], None]  # (models_dir, temporary output path)
+    recipe: int = 1
+    """Bump when the step's code changes what it writes: a cached file from an older recipe is rebuilt."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -103,7 +105,7 @@ def _quantize_encoder(models: Path, out: Path) -> None:
 
 STEPS: tuple[Step, ...] = (
     Step("encoder.fp32.onnx", (weights.CHECKPOINT_NAME,), "export encoder", _export_encoder),
-    Step("decoder.fp32.onnx", (weights.CHECKPOINT_NAME,), "export decoder", _export_decoder),
+    Step("decoder.fp32.onnx", (weights.CHECKPOINT_NAME,), "export decoder", _export_decoder, recipe=2),
     Step("encoder.int8.onnx", ("encoder.fp32.onnx",), "quantise encoder", _quantize_encoder),
 )
 
@@ -147,16 +149,20 @@ def _file_sha256(path: Path) -> str:
 
 
 def file_status(models: Path, name: str, manifest: dict[str, Any] | None) -> str:
-    """ "ok", "missing", "unrecorded" (not in the manifest) or "corrupted" (hash differs from the manifest)."""
+    """One of "ok", "missing", "unrecorded" (not in the manifest), "outdated" (made by an older recipe of its
+    step) or "corrupted" (its hash differs from the manifest's)."""
     path = models / name
     if not path.is_file():
         return "missing"
     if name == weights.CHECKPOINT_NAME:
         return "ok" if _file_sha256(path) == weights.CHECKPOINT_SHA256 else "corrupted"
-    recorded = (manifest or {}).get("files", {}).get(name, {}).get("sha256")
-    if recorded is None:
+    entry = (manifest or {}).get("files", {}).get(name, {})
+    if entry.get("sha256") is None:
         return "unrecorded"
-    return "ok" if _file_sha256(path) == recorded else "corrupted"
+    step = next((s for s in STEPS if s.output == name), None)
+    if step is not None and entry.get("recipe", 1) != step.recipe:
+        return "outdated"
+    return "ok" if _file_sha256(path) == entry["sha256"] else "corrupted"
 
 
 def load_verified_variant(variant: str | None = None, home: Path | None = None) -> tuple[Path, Path]:
@@ -239,7 +245,11 @@ def build_models(home: Path | None = None, *, force: bool = False, progress: boo
             finally:
                 tmp.unlink(missing_ok=True)
             path = models / step.output
-            files[step.output] = {"sha256": _file_sha256(path), "bytes": path.stat().st_size}
+            files[step.output] = {
+                "sha256": _file_sha256(path),
+                "bytes": path.stat().st_size,
+                "recipe": step.recipe,
+            }
             log.info("%s took %.1f s", step.description, time.perf_counter() - started)
             bar.update(1)
     variants_changed = manifest is not None and (

@@ -227,7 +227,7 @@ class SamEngine:
         }
         low_res, iou = self._decoder.run(None, feed)  # type: ignore[attr-defined]
         chosen = slice(1, None) if multimask else slice(0, 1)
-        logits = np.ascontiguousarray(low_res[0, chosen], dtype=np.float32)
+        logits = transforms.unshuffle_low_res(np.asarray(low_res[0, chosen], dtype=np.float32))
         scores = np.asarray(iou[0, chosen], dtype=np.float32)
         stability = stability_scores(logits)
         masks = np.stack([transforms.low_res_to_original(m, original_size, input_size) > 0.0 for m in logits])

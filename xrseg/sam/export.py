@@ -8,13 +8,15 @@ Two graphs, following Segment Anything's own split:
   -> ``image_embeddings`` 1x256x64x64 float32.
 - ``decoder``: ``image_embeddings`` 1x256x64x64, ``point_coords`` 1xNx2 float32 (model-frame pixels),
   ``point_labels`` 1xN float32 (1 fg, 0 bg, 2/3 box corners, -1 padding), ``mask_input`` 1x1x256x256 float32,
-  ``has_mask_input`` 1 float32 -> ``low_res_masks`` 1x4x256x256 float32 logits, ``iou_predictions`` 1x4.
-  Mask 0 is the single-mask output, masks 1-3 the multimask outputs.
+  ``has_mask_input`` 1 float32 -> ``low_res_masks`` 1x4x65536 float32 logits in token-major order (each of the
+  64x64 image tokens' 4x4 block of the 256x256 mask, see :func:`xrseg.sam.transforms.unshuffle_low_res`),
+  ``iou_predictions`` 1x4. Mask 0 is the single-mask output, masks 1-3 the multimask outputs.
 
 The decoder returns low-resolution logits only: upsampling to image size happens outside the graph, for the
 masks that are asked for (ONNX Runtime runs a whole graph whatever outputs are requested). Its output
 upscaling (two stride-2 2x2 transposed convolutions with a channel LayerNorm and GELUs) is rewritten as two
-per-token matrix products and a pixel shuffle, and the attention layers between the prompt tokens and the 4096
+per-token matrix products (the pixel shuffle of the result is left to the caller, which needs it for at most
+three masks and does it in a fraction of the time a 7-D Transpose takes in the graph), and the attention layers between the prompt tokens and the 4096
 image tokens are re-associated so no image token is ever projected (see :func:`_token_to_image` and
 :func:`_image_to_token`): the same function to float rounding, in about 60% of the decoder's FLOPs and without
 the large head-split transposes.
@@ -192,9 +194,9 @@ def _decoder_module(sam: Any) -> Any:
             hyper_in = torch.stack(
                 [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], dim=1
             )[0]  # 4 x 32
-            masks = x @ hyper_in.transpose(0, 1)  # (h, w, ky1, kx1, ky2, kx2) x 4
-            masks = masks.reshape(64, 64, 2, 2, 2, 2, md.num_mask_tokens)
-            masks = masks.permute(6, 0, 2, 4, 1, 3, 5).reshape(1, md.num_mask_tokens, 256, 256)
+            # 4 x 65536 logits in token-major order (h, w, ky1, kx1, ky2, kx2); the pixel shuffle to 256x256
+            # happens outside, for the masks that are returned (see xrseg.sam.transforms.unshuffle_low_res).
+            masks = (hyper_in @ x.transpose(0, 1)).reshape(1, md.num_mask_tokens, 64 * 64 * 16)
             iou_pred = md.iou_prediction_head(iou_token_out)
             return masks, iou_pred
 

@@ -74,6 +74,18 @@ def points_to_model(
     return out
 
 
+def unshuffle_low_res(token_major: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Kx65536 float32 decoder logits in token-major order -> Kx256x256 float32 low-resolution logits.
+
+    The decoder graph leaves each 64x64 image token's 4x4 block of logits together, in the order
+    (token row h, token column w, ky1, kx1, ky2, kx2) of its two 2x2 upscaling steps; the mask pixel is at row
+    4h + 2 ky1 + ky2, column 4w + 2 kx1 + kx2.
+    """
+    count = token_major.shape[0]
+    blocks = token_major.reshape(count, 64, 64, 2, 2, 2, 2)
+    return np.ascontiguousarray(blocks.transpose(0, 1, 3, 5, 2, 4, 6)).reshape(count, LOW_RES_SIZE, LOW_RES_SIZE)
+
+
 def low_res_to_original(
     logits: npt.NDArray[np.float32], original_size: tuple[int, int], input_size: tuple[int, int]
 ) -> npt.NDArray[np.float32]:
