@@ -16,10 +16,10 @@ The decoder returns low-resolution logits only: upsampling to image size happens
 masks that are asked for (ONNX Runtime runs a whole graph whatever outputs are requested). Its output
 upscaling (two stride-2 2x2 transposed convolutions with a channel LayerNorm and GELUs) is rewritten as two
 per-token matrix products (the pixel shuffle of the result is left to the caller, which needs it for at most
-three masks and does it in a fraction of the time a 7-D Transpose takes in the graph), and the attention layers between the prompt tokens and the 4096
-image tokens are re-associated so no image token is ever projected (see :func:`_token_to_image` and
-:func:`_image_to_token`): the same function to float rounding, in about 60% of the decoder's FLOPs and without
-the large head-split transposes.
+three masks and does it in a fraction of the time a 7-D Transpose takes in the graph), and the attention layers
+between the prompt tokens and the 4096 image tokens are re-associated so no image token is ever projected (see
+:func:`_token_to_image` and :func:`_image_to_token`): the same function to float rounding, in about 60% of the
+decoder's FLOPs and without the large head-split transposes.
 """
 
 from __future__ import annotations
