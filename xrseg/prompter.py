@@ -166,6 +166,7 @@ class Prompter:
         pixels: list[tuple[float, float]] = []
         sources: list[DepthSource] = []
         world_hits: list[Vec3 | None] = []
+        posed: list[tuple[GazeSample, Transform]] = []
         for sample in samples:
             if not sample.usable:
                 misses["invalid_sample"] += 1
@@ -174,7 +175,11 @@ class Prompter:
             if world_from_head is None:
                 misses["no_head_pose"] += 1
                 continue
-            projection = projector.project(sample.ray, world_from_head, sample.vergence_depth_m)
+            posed.append((sample, world_from_head))
+        projections = projector.project_many(
+            [s.ray for s, _ in posed], [pose for _, pose in posed], [s.vergence_depth_m for s, _ in posed]
+        )
+        for projection in projections:
             if projection.miss is not None or projection.pixel_xy is None or projection.depth_source is None:
                 misses[projection.miss.value if projection.miss is not None else "no_pixel"] += 1
                 continue
