@@ -132,9 +132,13 @@ def test_hud_band_and_wrapping() -> None:
     assert hud_lines(" | ".join(parts), 2000) == [" | ".join(parts)]
     narrow = hud_lines(" | ".join(parts), 200)
     assert len(narrow) > 1 and " | ".join(narrow) == " | ".join(parts)
-    wrapped = draw_hud(grey(80, 200), " | ".join(parts), height_px=18)
+    assert len(narrow) <= 5
+    wrapped = draw_hud(grey(300, 200), " | ".join(parts), height_px=18)
     assert px(wrapped, 198, 18 * len(narrow) - 1) == (40, 40, 40)
     assert px(wrapped, 198, 18 * len(narrow)) == (GREY,) * 3
+    short = draw_hud(grey(80, 200), " | ".join(parts), height_px=18)  # never more than the top third
+    assert px(short, 198, 17) == (40, 40, 40)
+    assert px(short, 198, 18) == (GREY,) * 3
 
 
 def test_render_overlay_draws_gaze_over_the_mask() -> None:

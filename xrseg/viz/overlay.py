@@ -194,7 +194,7 @@ def hud_lines(text: str, width_px: int) -> list[str]:
 
 
 def _draw_hud(image: npt.NDArray[np.uint8], text: str, height_px: int) -> None:
-    lines = hud_lines(text, image.shape[1])
+    lines = hud_lines(text, image.shape[1])[: max(1, image.shape[0] // 3 // height_px)]  # the top third at most
     band = image[: min(height_px * len(lines), image.shape[0])]
     band[...] = (band.astype(np.uint16) * 2 // 5).astype(np.uint8)
     for i, line in enumerate(lines):
@@ -270,7 +270,8 @@ def draw_gaze(
 def draw_hud(image: npt.NDArray[np.uint8], text: str, height_px: int = HUD_HEIGHT_PX) -> npt.NDArray[np.uint8]:
     """A copy with a heads-up line in white text over a band darkened to ``pixel * 2 // 5``.
 
-    The band is ``height_px`` rows per line; ``text`` wraps at " | " separators (see :func:`hud_lines`).
+    The band is ``height_px`` rows per line; ``text`` wraps at " | " separators (see :func:`hud_lines`), and
+    lines that would reach beyond the top third of the image are left out.
     """
     out = _checked_copy(image)
     _draw_hud(out, text, min(height_px, out.shape[0]))
