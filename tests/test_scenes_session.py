@@ -12,7 +12,7 @@ import pytest
 
 from xrseg.cli import main
 from xrseg.geometry import PoseTrack, unproject_pixels
-from xrseg.scenes import ScenePlan, load_recipe, plan_scene
+from xrseg.scenes import ScenePlan, generate_session, load_recipe, plan_scene, recipe_from_dict
 from xrseg.scenes.scanpath import angular_offsets, nearest_frame_index
 from xrseg.session.reader import Session
 from xrseg.types import EventKind
@@ -106,6 +106,48 @@ def test_depth_pixels_lie_on_the_object_meshes(generated: tuple[Path, Path, Scen
         assert np.all(distance < 0.004)  # 1 mm depth steps, pose interpolation and edge pixels
         checked += pick.size
     assert checked == 120
+
+
+def test_fixation_target_points_lie_on_the_zero_error_gaze_ray(tmp_path: Path) -> None:
+    """With no tracker error and no drift, every fixating gaze ray (head frame -> world with the stored head
+    pose at the same timestamp) passes within 1 mm of the stored target point, which lies on its object."""
+    recipe = {
+        **RECIPE,
+        "duration_s": 2.0,
+        "rates": {"frame_hz": 5, "head_hz": 120, "gaze_hz": 120},  # one head pose per gaze sample
+        "scanpath": {"drift_deg": 0.0, "blinks_per_min": 0.0},
+        "gaze_error": {"accuracy_deg": 0.0, "precision_deg": 0.0},
+    }
+    plan = generate_session(recipe_from_dict(recipe), tmp_path / "s", progress=False)
+    session = Session.open(tmp_path / "s")
+    targets = session.fixation_targets()
+    assert [t.target_world_m for t in targets] == [tuple(f.target_world_m) for f in plan.fixations]
+    world_from_head = {int(t): m for t, m in zip(session.head_timestamps_ns, session.world_from_head, strict=True)}
+    meshes = o3d.t.geometry.RaycastingScene()
+    mesh_ids = {}
+    for obj in session.objects():
+        mesh_ids[
+            meshes.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(session.object_mesh(obj.object_id)))
+        ] = obj.object_id
+    checked = 0
+    for target in targets:
+        assert target.target_world_m is not None
+        point = np.array(target.target_world_m)
+        closest = meshes.compute_closest_points(o3d.core.Tensor(point[None, :].astype(np.float32)))
+        assert mesh_ids[int(closest["geometry_ids"].numpy()[0])] == target.object_id
+        assert float(np.linalg.norm(closest["points"].numpy()[0] - point)) < 1e-4
+        for sample in session.gaze_samples():
+            if not target.start_ns <= sample.timestamp_ns <= target.end_ns:
+                continue
+            assert sample.usable
+            pose = world_from_head[sample.timestamp_ns]
+            origin = pose[:3, :3] @ sample.ray.origin_m + pose[:3, 3]
+            direction = pose[:3, :3] @ sample.ray.direction
+            offset = point - origin
+            miss_m = float(np.linalg.norm(offset - (offset @ direction) * direction))
+            assert offset @ direction > 0.2 and miss_m < 0.001, (target, sample.timestamp_ns, miss_m)
+            checked += 1
+    assert len(targets) >= 2 and checked >= 0.8 * len(session.gaze_samples())
 
 
 def test_same_seed_same_bytes(generated: tuple[Path, Path, ScenePlan], tmp_path: Path) -> None:

@@ -196,6 +196,37 @@ def test_objects_meshes_and_fixation_targets(tmp_path: Path) -> None:
         session.object_mesh(5)
 
 
+def test_fixation_target_points_round_trip_and_older_files_still_open(tmp_path: Path) -> None:
+    point = (0.1 + 0.2, -1.0 / 3.0, 1e-17)  # float64 values that need all 17 digits
+    targets = [FixationTarget(100, 900, 4, point), FixationTarget(1_000, 2_000, 9)]
+    with SessionWriter(tmp_path / "s", header()) as writer:
+        for target in targets:
+            writer.write_fixation_target(target)
+    lines = (tmp_path / "s" / "fixation_targets.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["target_world_m"] == list(point)
+    assert "target_world_m" not in json.loads(lines[1])  # unknown: the field is left out (the older form)
+    read = Session.open(tmp_path / "s").fixation_targets()
+    assert read == targets and read[0].target_world_m == point  # exact, not approximate
+    # A file written before the field existed, and one with an explicit null, both open.
+    (tmp_path / "s" / "fixation_targets.jsonl").write_text(
+        '{"start_ns": 5, "end_ns": 6, "object_id": 2}\n'
+        '{"start_ns": 7, "end_ns": 8, "object_id": 2, "target_world_m": null}\n'
+    )
+    (tmp_path / "s" / "closed.json").unlink()  # the record counts no longer match
+    assert Session.open(tmp_path / "s").fixation_targets() == [FixationTarget(5, 6, 2), FixationTarget(7, 8, 2)]
+
+
+@pytest.mark.parametrize("point", ["[1.0, 2.0]", '[1.0, "a", 3.0]', "1.5", "[1e999, 0.0, 0.0]"])
+def test_reader_refuses_a_bad_fixation_target_point(tmp_path: Path, point: str) -> None:
+    with SessionWriter(tmp_path / "s", header()):
+        pass
+    (tmp_path / "s" / "closed.json").unlink()
+    line = f'{{"start_ns": 5, "end_ns": 6, "object_id": 2, "target_world_m": {point}}}\n'
+    (tmp_path / "s" / "fixation_targets.jsonl").write_text(line)
+    with pytest.raises(SessionError, match="target_world_m"):
+        Session.open(tmp_path / "s")
+
+
 def test_writer_refuses_bad_input(tmp_path: Path) -> None:
     with SessionWriter(tmp_path / "s", header()) as writer:
         with pytest.raises(InputError, match="camera model is 80x60"):
@@ -217,6 +248,9 @@ def test_writer_refuses_bad_input(tmp_path: Path) -> None:
             writer.add_object(GroundTruthObject(0, "background"))
         with pytest.raises(InputError, match="before start_ns"):
             writer.write_fixation_target(FixationTarget(10, 5, 1))
+        for point in [(math.nan, 0.0, 0.0), (1.0, 2.0), ("a", 0.0, 0.0)]:
+            with pytest.raises(InputError, match="target_world_m must be 3 finite numbers"):
+                writer.write_fixation_target(FixationTarget(10, 20, 1, point))  # type: ignore[arg-type]
     with pytest.raises(SessionError, match="closed"):
         writer.write_gaze(GazeSample(20, GazeRay([0, 0, 0], [0, 0, -1])))
     # The refused records left nothing behind: the session holds exactly what was accepted.
@@ -224,6 +258,7 @@ def test_writer_refuses_bad_input(tmp_path: Path) -> None:
     assert session.warnings == [] and session.frame_count == 0
     assert [g.timestamp_ns for g in session.gaze_samples()] == [10]
     assert session.head_timestamps_ns.tolist() == [5]
+    assert session.fixation_targets() == []
 
 
 def test_writer_never_deletes_what_it_did_not_write(tmp_path: Path) -> None:

@@ -192,7 +192,11 @@ def write_session(
         for obj in plan.layout.objects:
             writer.add_object(GroundTruthObject(obj.object_id, obj.name, obj.category), obj.mesh)
         for fixation in plan.fixations:
-            writer.write_fixation_target(FixationTarget(fixation.start_ns, fixation.end_ns, fixation.object_id))
+            point = tuple(float(v) for v in fixation.target_world_m)
+            target = FixationTarget(
+                fixation.start_ns, fixation.end_ns, fixation.object_id, (point[0], point[1], point[2])
+            )
+            writer.write_fixation_target(target)
         poses = plan.trajectory.world_from_head(plan.head_timestamps_ns)
         bar = tqdm(total=int(plan.frame_timestamps_ns.size), desc=plan.recipe.name, unit="frame", disable=not show)
         with bar:

@@ -107,11 +107,16 @@ class GroundTruthObject:
 
 @dataclass(frozen=True)
 class FixationTarget:
-    """Ground truth: from ``start_ns`` to ``end_ns`` the scripted gaze looks at object ``object_id``."""
+    """Ground truth: from ``start_ns`` to ``end_ns`` the scripted gaze looks at object ``object_id``.
+
+    ``target_world_m`` is the 3D point (x, y, z) in WORLD metres that the fixation looks at (a point on the
+    object's visible surface), or None when unknown (older sessions, recordings without a scripted point).
+    """
 
     start_ns: int
     end_ns: int
     object_id: int
+    target_world_m: tuple[float, float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -211,7 +216,11 @@ def object_to_json(obj: GroundTruthObject) -> dict[str, Any]:
 
 
 def target_to_json(target: FixationTarget) -> dict[str, Any]:
-    return {"start_ns": target.start_ns, "end_ns": target.end_ns, "object_id": target.object_id}
+    """``target_world_m`` is written only when known (a file without it is the older form, still valid)."""
+    value: dict[str, Any] = {"start_ns": target.start_ns, "end_ns": target.end_ns, "object_id": target.object_id}
+    if target.target_world_m is not None:
+        value["target_world_m"] = _floats(target.target_world_m)
+    return value
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -380,10 +389,19 @@ def object_from_json(value: Any, where: str) -> GroundTruthObject:
 
 
 def target_from_json(value: Any, where: str) -> FixationTarget:
+    """Decode a fixation target; ``target_world_m`` is optional (absent or null: None)."""
+    point = value.get("target_world_m") if isinstance(value, Mapping) else None
+    target_world_m = None
+    if point is not None:
+        x, y, z = _vector(point, 3, "target_world_m", where)
+        if not all(math.isfinite(v) for v in (x, y, z)):
+            raise SessionError(f"{where}: target_world_m must be finite")
+        target_world_m = (float(x), float(y), float(z))
     target = FixationTarget(
         start_ns=_int(_get(value, "start_ns", where), "start_ns", where),
         end_ns=_int(_get(value, "end_ns", where), "end_ns", where),
         object_id=_int(_get(value, "object_id", where), "object_id", where),
+        target_world_m=target_world_m,
     )
     if target.end_ns < target.start_ns:
         raise SessionError(f"{where}: end_ns {target.end_ns} is before start_ns {target.start_ns}")

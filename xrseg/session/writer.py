@@ -260,11 +260,21 @@ class SessionWriter:
         return relative
 
     def write_fixation_target(self, target: FixationTarget) -> None:
-        """Append a ground-truth fixation target (in start_ns order; end_ns >= start_ns)."""
+        """Append a ground-truth fixation target (in start_ns order; end_ns >= start_ns; ``target_world_m``, when
+        given, 3 finite numbers in world metres)."""
         self._check_open()
         start_ns = _timestamp(target.start_ns, "fixation target start_ns")
         if _timestamp(target.end_ns, "fixation target end_ns") < start_ns:
             raise InputError(f"fixation target end_ns {target.end_ns} is before start_ns {start_ns}")
+        if target.target_world_m is not None:
+            try:
+                point = np.asarray(target.target_world_m, dtype=np.float64)
+            except (TypeError, ValueError):
+                point = np.full(1, np.nan)
+            if point.shape != (3,) or not np.all(np.isfinite(point)):
+                raise InputError(
+                    f"fixation target_world_m must be 3 finite numbers, got {target.target_world_m!r}"
+                )
         self._append(self._targets, start_ns, target_to_json(target))
 
     # -----------------------------------------------------------------------------------------------------------
