@@ -38,6 +38,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--encoder", metavar="ENDPOINT", help="encode keyframes on an `xrseg serve-encoder` server")
     group.add_argument("--no-mesh", action="store_true", help="do not lift selections or export meshes")
     group.add_argument("--follow-frames", type=int, default=6, help="frames to follow a selected object into")
+    group.add_argument("--no-video", action="store_true", help="with --out: no overlay MP4 or contact sheet")
+    group.add_argument("--view", action="store_true", help="show an overlay window (keys: space + - r q)")
+    group.add_argument("--rerun", type=Path, metavar="FILE.rrd", help="write a Rerun recording (the rerun extra)")
 
 
 def pipeline_options(args: argparse.Namespace, realtime: bool) -> PipelineOptions:
@@ -127,14 +130,35 @@ def run_pipeline(
     engine, encoder = make_engine_and_encoder(args)
     sinks: list[Sink] = []
     out_dir: Path | None = args.out
+    mesh_sink = None
     if out_dir is not None:
         sinks.append(SelectionWriter(out_dir))
         if not args.no_mesh:
             from xrseg.lift.sink import MeshSink
 
-            sinks.append(MeshSink(out_dir, camera, engine, encoder, args.follow_frames, session_path))
+            mesh_sink = MeshSink(out_dir, camera, engine, encoder, args.follow_frames, session_path)
+            sinks.append(mesh_sink)
+        if not args.no_video:
+            from xrseg.viz.video import OverlayVideoSink
+
+            sinks.append(OverlayVideoSink(out_dir, camera, head_from_camera, source_label=_label(session_path)))
+    viewer = None
+    if args.view:
+        from xrseg.viz.window import ViewerSink
+
+        viewer = ViewerSink(camera, head_from_camera, source_label=_label(session_path))
+        sinks.append(viewer)
+    if args.rerun is not None:
+        from xrseg.viz.rerun_log import RerunSink
+
+        sinks.append(RerunSink(args.rerun, camera, head_from_camera, mesh_sink=mesh_sink))  # after MeshSink
     sinks.extend(extra_sinks)
     pipeline = Pipeline(camera, head_from_camera, engine, encoder, options, sinks)
+    for sink in sinks:
+        if hasattr(sink, "stats") and getattr(sink, "stats", None) is None:
+            sink.stats = pipeline.stats  # the viz sinks show live counters
+    if viewer is not None:
+        source = viewer.interleave(source)  # key presses become LARGER / SMALLER / REJECT events
     if args.publish:
         pipeline.sinks.append(_Publisher(args.publish, pipeline.stats))
     started = time.perf_counter()
@@ -154,6 +178,10 @@ def run_pipeline(
     if out_dir is not None:
         write_json_atomic(out_dir / "summary.json", summary)
     return RunResult(stats, summary, out_dir)
+
+
+def _label(session_path: Path | None) -> str:
+    return f"replay {session_path.name}" if session_path is not None else "live"
 
 
 def _counted(items: Iterable[SourceItem], bar: tqdm) -> Iterator[SourceItem]:

@@ -35,6 +35,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
         handle.write(data)
         tmp = Path(handle.name)
+    tmp.chmod(0o644)  # NamedTemporaryFile creates 0600; results are meant to be shared
     os.replace(tmp, path)
 
 

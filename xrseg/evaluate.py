@@ -1,0 +1,276 @@
+"""``xrseg eval``: how well the pipeline selects on a session with ground truth.
+
+The session is replayed through the same pipeline as ``xrseg replay`` (selections, following, fusion, mesh
+export), then each selection is scored against the session's ground truth:
+
+- *target*: the scripted fixation (``FixationTarget``) that overlaps the selection's fixation the most;
+- *selected object*: the ground-truth object whose instance mask, on the selection's keyframe, has the highest
+  IoU with the selected mask (0 = background);
+- *first-try selection accuracy*: over targets that got a selection, the share whose first selection picked
+  the target object; *coverage*: the share of targets that got a selection at all;
+- *mask IoU*: of each first-try mask against the target object's ground-truth mask on that keyframe;
+- *gaze-to-pixel angular error*: the angle, seen from the keyframe camera, between the prompt's gaze pixel and
+  the projection of the target's true 3D point; also computed with the depth image ignored and a fixed 1 m
+  gaze distance, to show what depth-aware reprojection buys (split by target distance below/above 1 m);
+- *latency*: from trigger to mask (prompt + decode; keyframes are encoded ahead on a live run);
+- *meshes*: symmetric Chamfer distance and completeness (share of ground-truth surface within 1 cm) of each
+  exported mesh against the target object's mesh, both against the whole object and against the part of it
+  the fused frames saw (from the ground-truth depth and instance images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xrseg.app import RunResult, run_pipeline
+from xrseg.errors import SessionError
+from xrseg.geometry import PoseTrack, angle_between_deg, invert_transform, project_points, transform_points
+from xrseg.prompter import Prompt, Prompter
+from xrseg.runtime import Sink
+from xrseg.session.format import FixationTarget
+from xrseg.session.reader import Session
+from xrseg.sources.replay import ReplaySource
+from xrseg.types import CameraModel, Frame, Selection, Transform
+
+log = logging.getLogger(__name__)
+
+NEAR_M = 1.0
+"""Targets nearer than this are reported separately for the depth-vs-fixed-distance comparison."""
+
+
+class _Collector(Sink):
+    """Keeps every selection's latest version, its keyframe pose and whether it was rejected."""
+
+    def __init__(self) -> None:
+        self.selections: dict[int, tuple[Selection, Transform]] = {}
+        self.rejected: set[int] = set()
+
+    def on_selection(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
+        self.selections[selection.selection_id] = (selection, world_from_camera)
+
+    def on_reject(self, selection: Selection) -> None:
+        self.rejected.add(selection.selection_id)
+
+
+@dataclass(frozen=True)
+class SelectionScore:
+    selection_id: int
+    timestamp_ns: int
+    target_index: int | None
+    """Index of the matched scripted fixation in the session's fixation targets."""
+    target_object_id: int | None
+    selected_object_id: int
+    correct: bool
+    mask_iou: float
+    target_distance_m: float | None
+    angular_error_deg: float | None
+    angular_error_fixed_1m_deg: float | None
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = int(np.count_nonzero(a | b))
+    return 0.0 if union == 0 else int(np.count_nonzero(a & b)) / union
+
+
+def _target_for(selection: Selection, targets: list[FixationTarget]) -> int | None:
+    """Index of the target overlapping the selection's fixation the most, or None."""
+    best, best_overlap = None, 0
+    for index, target in enumerate(targets):
+        overlap = min(target.end_ns, selection.fixation.end_ns) - max(target.start_ns, selection.fixation.start_ns)
+        if overlap > best_overlap:
+            best, best_overlap = index, overlap
+    return best
+
+
+def _selected_object(mask: np.ndarray, ids: np.ndarray) -> int:
+    labels, counts = np.unique(ids[mask], return_counts=True)
+    best, best_iou = 0, 0.0
+    for label, count in zip(labels.tolist(), counts.tolist(), strict=True):
+        if label == 0:
+            continue
+        iou = count / int(np.count_nonzero(mask | (ids == label)))
+        if iou > best_iou:
+            best, best_iou = int(label), iou
+    return best
+
+
+def _pixel_angle_deg(camera: CameraModel, a_xy: tuple[float, float], b_xy: np.ndarray) -> float:
+    from xrseg.geometry import unproject_pixels
+
+    rays = unproject_pixels(camera, np.array([a_xy, b_xy], dtype=np.float64), np.ones(2))
+    return float(angle_between_deg(rays[0], rays[1]))
+
+
+class _Scorer:
+    def __init__(self, session: Session, fallback_depth_m: float) -> None:
+        self.session = session
+        self.camera = session.header.camera
+        self.head_from_camera = session.header.head_from_camera
+        self.targets = session.fixation_targets()
+        self.track = PoseTrack.from_head_poses(session.head_poses())
+        self.gaze = {g.timestamp_ns: g for g in session.gaze_samples()}
+        self.fixed = Prompter(fallback_depth_m=fallback_depth_m)
+
+    def world_from_camera(self, frame_index: int) -> Transform | None:
+        pose = self.track.at(int(self.session.frame_timestamps_ns[frame_index]))
+        return None if pose is None else pose @ self.head_from_camera
+
+    def score(self, selection: Selection, world_from_camera: Transform) -> SelectionScore:
+        ids = self.session.instance_ids(selection.keyframe_index)
+        if ids is None:
+            raise SessionError(f"frame {selection.keyframe_index} has no ground-truth instance ids")
+        target_index = _target_for(selection, self.targets)
+        target = None if target_index is None else self.targets[target_index]
+        selected = _selected_object(selection.mask, ids)
+        target_id = None if target is None else target.object_id
+        iou = 0.0 if target is None else _iou(selection.mask, ids == target.object_id)
+        distance = error = error_fixed = None
+        if target is not None and target.target_world_m is not None:
+            point_camera = transform_points(invert_transform(world_from_camera), np.array([target.target_world_m]))
+            distance = float(np.linalg.norm(point_camera[0]))
+            true_xy, in_front = project_points(self.camera, point_camera)
+            if in_front[0] and np.all(np.isfinite(true_xy[0])):
+                error = _pixel_angle_deg(self.camera, selection.gaze_xy, true_xy[0])
+                samples = [self.gaze[t] for t in selection.fixation.sample_timestamps_ns if t in self.gaze]
+                if len(samples) > 12:
+                    samples = [samples[i] for i in np.linspace(0, len(samples) - 1, 12).round().astype(int)]
+                fixed = self.fixed.make_prompt(samples, self.track, world_from_camera, self.camera, None)
+                if isinstance(fixed, Prompt):
+                    error_fixed = _pixel_angle_deg(self.camera, fixed.gaze_xy, true_xy[0])
+        return SelectionScore(
+            selection_id=selection.selection_id,
+            timestamp_ns=selection.timestamp_ns,
+            target_index=target_index,
+            target_object_id=target_id,
+            selected_object_id=selected,
+            correct=target_id is not None and selected == target_id,
+            mask_iou=iou,
+            target_distance_m=distance,
+            angular_error_deg=error,
+            angular_error_fixed_1m_deg=error_fixed,
+        )
+
+
+def _stats(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"mean": None, "p50": None, "p90": None, "n": 0}
+    array = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(array.mean()),
+        "p50": float(np.percentile(array, 50)),
+        "p90": float(np.percentile(array, 90)),
+        "n": len(values),
+    }
+
+
+def _mesh_scores(
+    session: Session, scorer: _Scorer, objects: list[dict[str, Any]], out_dir: Path, targets: dict[int, int]
+) -> list[dict[str, Any]]:
+    import open3d as o3d
+
+    from xrseg.lift.metrics import chamfer_distance_m, completeness, sample_surface_points
+    from xrseg.lift.pointcloud import lift_mask
+
+    results = []
+    for entry in objects:
+        target_id = targets.get(entry["selection_id"])
+        ply = entry.get("mesh_files", {}).get("ply")
+        if target_id is None or ply is None:
+            continue
+        mesh = o3d.io.read_triangle_mesh(out_dir / ply)
+        truth = session.object_mesh(target_id)
+        visible: list[np.ndarray] = []
+        for index in entry["frames"]:
+            world_from_camera = scorer.world_from_camera(index)
+            frame = session.frame(index)
+            ids = session.instance_ids(index)
+            if world_from_camera is None or frame.depth_m is None or ids is None:
+                continue
+            lifted = lift_mask(ids == target_id, frame.depth_m, frame.rgb, scorer.camera, world_from_camera)
+            visible.append(lifted.points_world_m)
+        record: dict[str, Any] = {
+            "selection_id": entry["selection_id"],
+            "object_id": target_id,
+            "frames": len(entry["frames"]),
+            "chamfer_m": chamfer_distance_m(mesh, truth),
+            "completeness_1cm": completeness(mesh, truth, threshold_m=0.01),
+        }
+        extent = np.asarray(truth.get_axis_aligned_bounding_box().get_extent())
+        record["object_size_m"] = float(extent.max())
+        if visible:
+            seen = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.concatenate(visible)))
+            seen = seen.voxel_down_sample(0.002)
+            sampled = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(sample_surface_points(mesh, 20000)))
+            to_seen = np.asarray(sampled.compute_point_cloud_distance(seen))
+            to_mesh = np.asarray(seen.compute_point_cloud_distance(sampled))
+            record["chamfer_seen_m"] = float((to_seen.mean() + to_mesh.mean()) / 2.0)
+            record["completeness_seen_1cm"] = float(np.mean(to_mesh <= 0.01))
+        results.append(record)
+    return results
+
+
+def evaluate_session(path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Replay ``path`` and score it (see the module docstring); returns a JSON-ready report."""
+    session = Session.open(path)
+    if not session.has_ground_truth or not session.fixation_targets():
+        raise SessionError(f"{path} has no ground truth (instance ids and fixation targets) to evaluate against")
+    collector = _Collector()
+    with tempfile.TemporaryDirectory(prefix="xrseg-eval-") as tmp:
+        if args.out is None:
+            args.out = Path(tmp)
+        result: RunResult = run_pipeline(
+            ReplaySource(session),
+            session.header.camera,
+            session.header.head_from_camera,
+            args,
+            realtime=False,
+            session_path=Path(path),
+            extra_sinks=[collector],
+        )
+        scorer = _Scorer(session, args.fallback_depth_m)
+        scores = [
+            scorer.score(selection, world_from_camera)
+            for selection_id, (selection, world_from_camera) in sorted(collector.selections.items())
+        ]
+        first: dict[int, SelectionScore] = {}
+        for score in sorted(scores, key=lambda s: s.timestamp_ns):
+            if score.target_index is not None:
+                first.setdefault(score.target_index, score)
+        targets = {s.selection_id: s.target_object_id for s in scores if s.target_object_id is not None}
+        objects = result.summary.get("objects", [])
+        meshes = _mesh_scores(session, scorer, objects, result.out_dir or Path(tmp), targets)
+    firsts = list(first.values())
+    near = [s for s in scores if s.target_distance_m is not None and s.target_distance_m < NEAR_M]
+    far = [s for s in scores if s.target_distance_m is not None and s.target_distance_m >= NEAR_M]
+
+    def errors(group: list[SelectionScore], fixed: bool) -> dict[str, float | int | None]:
+        values = [s.angular_error_fixed_1m_deg if fixed else s.angular_error_deg for s in group]
+        return _stats([v for v in values if v is not None])
+
+    summary = result.summary
+    return {
+        "session": str(path),
+        "targets": len(scorer.targets),
+        "targets_selected": len(firsts),
+        "coverage": len(firsts) / len(scorer.targets),
+        "selection_accuracy": (sum(s.correct for s in firsts) / len(firsts)) if firsts else 0.0,
+        "mean_mask_iou": float(np.mean([s.mask_iou for s in firsts])) if firsts else 0.0,
+        "selections": len(scores),
+        "angular_error_deg": errors(scores, fixed=False),
+        "angular_error_fixed_1m_deg": errors(scores, fixed=True),
+        "near_lt_1m": {"depth_aware_deg": errors(near, False), "fixed_1m_deg": errors(near, True)},
+        "far_ge_1m": {"depth_aware_deg": errors(far, False), "fixed_1m_deg": errors(far, True)},
+        "gaze_to_mask_ms": summary["gaze_to_mask_ms"],
+        "encode_ms": summary["encode_ms"],
+        "fixations": summary["fixations"],
+        "drops": summary["drops"],
+        "meshes": meshes,
+        "per_selection": [s.__dict__ for s in scores],
+    }
