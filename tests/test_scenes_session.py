@@ -161,9 +161,11 @@ def test_same_seed_same_bytes(generated: tuple[Path, Path, ScenePlan], tmp_path:
     )
     files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
-    for relative in files:
-        if relative.name != "closed.json":  # holds the wall-clock time the writer closed
-            assert (out / relative).read_bytes() == (again / relative).read_bytes(), relative
+    for relative in files:  # closed.json included: the generator gives the writer a seed-derived clock
+        assert (out / relative).read_bytes() == (again / relative).read_bytes(), relative
+    closed = json.loads((out / "closed.json").read_text())
+    assert closed["closed_unix_ns"] == 1_704_067_200 * 10**9 + 11 * 10**9 + 3 * 10**9  # epoch + seed s + 3 s
+    assert json.loads((out / "header.json").read_text())["created_unix_ns"] == 1_704_067_200 * 10**9 + 11 * 10**9
     other = tmp_path / "other"
     assert main(["scene", "generate", str(recipe_path), "--out", str(other), "--seed", "12"]) == 0
     assert (other / "gaze.jsonl").read_bytes() != (out / "gaze.jsonl").read_bytes()

@@ -261,6 +261,27 @@ def test_writer_refuses_bad_input(tmp_path: Path) -> None:
     assert session.fixation_targets() == []
 
 
+def test_writer_clock_stamps_created_and_closed(tmp_path: Path) -> None:
+    """With ``clock_ns`` the writer never reads the wall clock: two runs give byte-identical files."""
+    ticks = iter([1_700_000_000_000_000_000, 1_700_000_005_000_000_000])
+    with SessionWriter(tmp_path / "a", header(), clock_ns=lambda: next(ticks)) as writer:
+        writer.write_event(InputEvent(7, EventKind.SELECT))
+    assert Session.open(tmp_path / "a").header.created_unix_ns == 1_700_000_000_000_000_000
+    closed = json.loads((tmp_path / "a" / "closed.json").read_text())
+    assert closed["closed_unix_ns"] == 1_700_000_005_000_000_000
+    # A header with its own created_unix_ns keeps it; the clock then only stamps the close.
+    for name in ("b", "c"):
+        with SessionWriter(tmp_path / name, header(created_unix_ns=42), clock_ns=lambda: 99) as writer:
+            writer.write_event(InputEvent(7, EventKind.SELECT))
+        assert json.loads((tmp_path / name / "closed.json").read_text())["closed_unix_ns"] == 99
+        assert Session.open(tmp_path / name).header.created_unix_ns == 42
+    for file in ("header.json", "closed.json", "events.jsonl"):
+        assert (tmp_path / "b" / file).read_bytes() == (tmp_path / "c" / file).read_bytes()
+    with pytest.raises(InputError, match="clock_ns"):
+        SessionWriter(tmp_path / "d", header(), clock_ns=lambda: 1.5)  # type: ignore[arg-type, return-value]
+    assert not (tmp_path / "d").exists()  # refused before anything was created
+
+
 def test_writer_never_deletes_what_it_did_not_write(tmp_path: Path) -> None:
     precious = tmp_path / "notes"
     precious.mkdir()

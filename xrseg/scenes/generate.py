@@ -4,8 +4,9 @@
 samples. :func:`write_session` renders the frames and writes the session with
 :class:`xrseg.session.writer.SessionWriter`, all streams interleaved in time order as a live recording would
 be. Random choices come from independent streams spawned from the recipe's seed (layout, head motion,
-scanpath, tracker error), so the same seed gives the same session, byte for byte except ``closed.json``'s
-wall-clock time.
+scanpath, tracker error), and the writer's wall clock is replaced by a seed-derived one (:func:`created_unix_ns`,
+:func:`closed_unix_ns`), so the same recipe and seed give the same session byte for byte, ``closed.json``
+included.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ _EYE_ORIGIN = np.zeros(3)
 def created_unix_ns(seed: int) -> int:
     """The deterministic ``created_unix_ns`` of a synthetic session: the epoch plus ``seed % 1e6`` seconds."""
     return CREATED_EPOCH_NS + (seed % 1_000_000) * 10**9
+
+
+def closed_unix_ns(seed: int, duration_s: float) -> int:
+    """The deterministic ``closed_unix_ns`` of a synthetic session: its creation time plus its duration."""
+    return created_unix_ns(seed) + round(duration_s * 1e9)
 
 
 @dataclass(frozen=True)
@@ -188,7 +194,8 @@ def write_session(
     """
     path = Path(out)
     show = sys.stderr.isatty() if progress is None else progress
-    with SessionWriter(path, _header(plan), overwrite=overwrite) as writer:
+    closed_ns = closed_unix_ns(plan.recipe.seed, plan.recipe.duration_s)
+    with SessionWriter(path, _header(plan), overwrite=overwrite, clock_ns=lambda: closed_ns) as writer:
         for obj in plan.layout.objects:
             writer.add_object(GroundTruthObject(obj.object_id, obj.name, obj.category), obj.mesh)
         for fixation in plan.fixations:

@@ -18,6 +18,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -92,11 +93,25 @@ class SessionWriter:
     session there is deleted first (a non-empty directory that is not a session is never deleted). Timestamps
     must be strictly increasing within the frame, head-pose and gaze streams, and non-decreasing within
     events and fixation targets (by start_ns); frames are renumbered 0, 1, 2... in the order written.
+
+    ``clock_ns`` returns the wall-clock time in int nanoseconds since the Unix epoch; it stamps
+    ``closed_unix_ns`` in closed.json and fills ``header.created_unix_ns`` when that is 0. Default:
+    :func:`time.time_ns`. A generator that must write the same bytes on every run passes a fixed clock.
     """
 
-    def __init__(self, path: str | Path, header: SessionHeader, *, overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        header: SessionHeader,
+        *,
+        overwrite: bool = False,
+        clock_ns: Callable[[], int] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.header = header
+        self._clock_ns: Callable[[], int] = time.time_ns if clock_ns is None else clock_ns
+        if not header.created_unix_ns:
+            self.header = replace(header, created_unix_ns=self._now_ns())
         self._prepare_directory(overwrite)
         (self.path / FRAMES_DIR).mkdir()
         (self.path / MESHES_DIR).mkdir()
@@ -110,10 +125,11 @@ class SessionWriter:
         self._object_ids: set[int] = set()
         self._depth_dropped_px = 0
         self._closed = False
-        if not header.created_unix_ns:
-            self.header = replace(header, created_unix_ns=time.time_ns())
         write_atomic(self.path / HEADER_FILE, json.dumps(header_to_json(self.header), indent=2).encode() + b"\n")
         logger.info("recording session %s to %s", header.name, self.path)
+
+    def _now_ns(self) -> int:
+        return _timestamp(self._clock_ns(), "clock_ns()")
 
     def _prepare_directory(self, overwrite: bool) -> None:
         path = self.path
@@ -282,6 +298,7 @@ class SessionWriter:
         """Flush every stream to disk and write closed.json with the record counts. Idempotent."""
         if self._closed:
             return
+        closed_unix_ns = self._now_ns()
         for stream in self._streams:
             stream.lock.acquire()
         try:
@@ -293,7 +310,7 @@ class SessionWriter:
         finally:
             for stream in self._streams:
                 stream.lock.release()
-        closed = {"closed_unix_ns": time.time_ns(), "record_counts": counts}
+        closed = {"closed_unix_ns": closed_unix_ns, "record_counts": counts}
         write_atomic(self.path / CLOSED_FILE, json.dumps(closed, indent=2).encode() + b"\n")
         if self._depth_dropped_px:
             logger.warning(
