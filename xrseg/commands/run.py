@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 
-from xrseg.errors import XrsegError
+from xrseg.app import add_pipeline_arguments, check_out_dir, describe, run_pipeline
 from xrseg.sources.live import open_live_source
 
 logger = logging.getLogger(__name__)
 
 
+def _camera_source(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
 def _run(args: argparse.Namespace) -> int:
-    source = open_live_source(args.calibration, args.camera)
+    check_out_dir(args.out)
+    # Checks the OpenXR runtime first, then the calibration, then the camera (one-line errors, exit 2).
+    source = open_live_source(args.calibration, _camera_source(args.camera))
     with source:
-        try:
-            runtime = importlib.import_module("xrseg.runtime")
-        except ImportError as err:
-            raise XrsegError("the live pipeline (xrseg.runtime) is not part of this build") from err
-        run_pipeline = getattr(runtime, "run_pipeline", None)
-        if run_pipeline is None:
-            raise XrsegError("the live pipeline (xrseg.runtime.run_pipeline) is not part of this build")
-        options_type = getattr(runtime, "PipelineOptions", None)
-        options = options_type() if options_type is not None else None
-        result = run_pipeline(source, options)
-    return int(result) if isinstance(result, int) else 0
+        result = run_pipeline(source, source.camera, source.head_from_camera, args, realtime=True)
+    print(describe(result))
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,4 +33,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--calibration", required=True, help="device profile (JSON, see calibration/README.md)")
     parser.add_argument("--camera", default="0", help="camera: device index, stream URL or video file (default 0)")
+    add_pipeline_arguments(parser)
     parser.set_defaults(func=_run)
