@@ -24,7 +24,9 @@ def test_bundled_recipes_load_with_the_documented_defaults() -> None:
         recipe = load_recipe(path)
         assert recipe.gaze_error.accuracy_deg == 1.0 and recipe.gaze_error.precision_deg == 0.5
         assert recipe.camera.width_px * recipe.camera.height_px <= 480 * 360  # keeps the bundle small
-        assert recipe.output.rgb_encoding == "jpeg"
+        assert recipe.output.rgb_encoding == "jpeg" and recipe.output.jpeg_quality >= 90
+        assert recipe.rates.frame_hz >= 5 and recipe.camera.width_px * recipe.camera.height_px >= 480 * 360
+        assert recipe.output.png_compression == 9 and recipe.output.jpeg_progressive  # the (lossless) defaults
 
 
 def test_minimal_recipe_takes_defaults_and_overrides_apply() -> None:
@@ -79,6 +81,8 @@ def _with(path: str, value: Any) -> dict[str, Any]:
         (_with("placement.shapes", []), "must not be empty"),
         (_with("scanpath.select_events", "yes"), "must be true or false"),
         (_with("output.rgb_encoding", "webp"), "must be one of jpeg, png"),
+        (_with("output.png_compression", 10), r"output.png_compression must be in \[0, 9\]"),
+        (_with("output.jpeg_progressive", 1), "output.jpeg_progressive must be true or false"),
         (_with("gaze_error.precision_deg", float("nan")), "must be finite"),
         (_with("objects", [{"shape": "box", "sise_m": 0.2}]), r"objects\[0\]: unknown key 'sise_m'"),
         ({"name": "x", "room": None, "table": None}, "needs a room or a table"),

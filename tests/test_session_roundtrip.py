@@ -72,6 +72,50 @@ def test_header_round_trip(tmp_path: Path) -> None:
     assert read.depth_scale_m == 0.0005 and read.depth_range_m == pytest.approx(32.7675)
     assert read.format_version == FORMAT_VERSION == 1
     assert read.created_unix_ns > 0  # filled in by the writer
+    assert (read.jpeg_progressive, read.png_compression) == (False, 3)  # the live recorder's fast defaults
+
+
+def test_encoder_settings_round_trip_and_older_headers_take_the_defaults(tmp_path: Path) -> None:
+    with SessionWriter(tmp_path / "s", header(jpeg_progressive=True, png_compression=9)):
+        pass
+    path = tmp_path / "s" / "header.json"
+    read = Session.open(tmp_path / "s").header
+    assert (read.jpeg_progressive, read.png_compression) == (True, 9)
+    data = json.loads(path.read_text())
+    del data["jpeg_progressive"], data["png_compression"]  # a header written before these fields existed
+    path.write_text(json.dumps(data))
+    read = Session.open(tmp_path / "s").header
+    assert (read.jpeg_progressive, read.png_compression) == (False, 3)
+    data["png_compression"] = 12
+    path.write_text(json.dumps(data))
+    with pytest.raises(SessionError, match=re.escape("png_compression must be an integer in 0..9")):
+        Session.open(tmp_path / "s")
+    for bad in (-1, 10, 3.0, True):
+        with pytest.raises(InputError, match="png_compression"):
+            header(png_compression=bad)
+
+
+def test_smaller_encodings_keep_every_pixel(tmp_path: Path) -> None:
+    """PNG level 9 and progressive JPEG change the bytes, never the decoded pixels: same images, fewer bytes."""
+    yy, xx = np.mgrid[0:H, 0:W]
+    depth = (0.6 + 0.00731 * xx + 0.00413 * yy + 0.05 * np.sin(xx / 5.0)).astype(np.float32)
+    ids = ((xx // 20) + 4 * (yy // 20)).astype(np.uint16)
+    rng = np.random.default_rng(5)
+    rgb = np.clip(smooth_rgb(3).astype(int) + rng.integers(-20, 21, size=(H, W, 3)), 0, 255).astype(np.uint8)
+    settings = {"fast": header(), "small": header(jpeg_progressive=True, png_compression=9)}
+    for name, settings_header in settings.items():
+        with SessionWriter(tmp_path / name, settings_header) as writer:
+            writer.write_frame(Frame(0, 0, rgb, depth), ids)
+    fast, small = Session.open(tmp_path / "fast"), Session.open(tmp_path / "small")
+    assert np.array_equal(fast.frame(0).rgb, small.frame(0).rgb)
+    assert np.array_equal(fast.frame(0).depth_m, small.frame(0).depth_m)  # type: ignore[arg-type]
+    assert np.array_equal(fast.instance_ids(0), small.instance_ids(0))  # type: ignore[arg-type]
+    for kind in ("rgb_000000.jpg", "depth_000000.png", "ids_000000.png"):
+        fast_bytes = (tmp_path / "fast" / "frames" / kind).read_bytes()
+        small_bytes = (tmp_path / "small" / "frames" / kind).read_bytes()
+        assert len(small_bytes) < len(fast_bytes), kind
+    assert b"\xff\xc2" in (tmp_path / "small" / "frames" / "rgb_000000.jpg").read_bytes()  # SOF2: progressive
+    assert b"\xff\xc2" not in (tmp_path / "fast" / "frames" / "rgb_000000.jpg").read_bytes()
 
 
 def test_frames_jpeg_depth_and_instance_ids(tmp_path: Path) -> None:

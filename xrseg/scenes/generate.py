@@ -163,6 +163,8 @@ def _header(plan: ScenePlan) -> SessionHeader:
         source="synthetic",
         rgb_encoding=recipe.output.rgb_encoding,
         jpeg_quality=recipe.output.jpeg_quality,
+        jpeg_progressive=recipe.output.jpeg_progressive,
+        png_compression=recipe.output.png_compression,
         has_depth=True,
         depth_scale_m=0.001,
         created_unix_ns=created_unix_ns(recipe.seed),

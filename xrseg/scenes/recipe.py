@@ -146,10 +146,13 @@ class GazeErrorSpec:
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """How frames are stored: RGB as JPEG (``jpeg_quality``) or PNG."""
+    """How frames are stored: RGB as JPEG (``jpeg_quality``, progressive or not) or PNG; every PNG (depth,
+    instance ids, PNG RGB) at zlib level ``png_compression``. All but ``jpeg_quality`` are lossless choices."""
 
     rgb_encoding: str = field(default="jpeg", metadata={"choices": RGB_ENCODINGS})
     jpeg_quality: int = field(default=90, metadata=_range(1, 100))
+    jpeg_progressive: bool = True
+    png_compression: int = field(default=9, metadata=_range(0, 9))
 
 
 @dataclass(frozen=True)

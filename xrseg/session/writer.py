@@ -181,15 +181,21 @@ class SessionWriter:
             got = f"{instance_ids.shape} {instance_ids.dtype}"
             raise InputError(f"instance_ids must be {expected} uint16, got {got}")
         # Encode outside the lock: this is the slow part.
-        rgb_data = images.encode_rgb(frame.rgb, header.rgb_encoding, header.jpeg_quality)
+        rgb_data = images.encode_rgb(
+            frame.rgb,
+            header.rgb_encoding,
+            header.jpeg_quality,
+            jpeg_progressive=header.jpeg_progressive,
+            png_compression=header.png_compression,
+        )
         depth_data = None
         if frame.depth_m is not None:
             units, dropped = images.depth_to_units(frame.depth_m, header.depth_scale_m)
             if dropped and self._depth_dropped_px == 0:
                 logger.warning("depth beyond %.3f m is stored as 0 (no measurement)", header.depth_range_m)
             self._depth_dropped_px += dropped
-            depth_data = images.encode_png16(units)
-        ids_data = images.encode_png16(instance_ids) if instance_ids is not None else None
+            depth_data = images.encode_png16(units, header.png_compression)
+        ids_data = images.encode_png16(instance_ids, header.png_compression) if instance_ids is not None else None
         stream = self._frames
         with stream.lock:
             self._check_open()
