@@ -21,6 +21,7 @@ export), then each selection is scored against the session's ground truth:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 
 NEAR_M = 1.0
 """Targets nearer than this are reported separately for the depth-vs-fixed-distance comparison."""
+GOAL_SIZE_M = (0.10, 0.40)
+GOAL_DISTANCE_M = (0.5, 2.0)
+"""The mesh accuracy goal (Chamfer <= 1 cm) is set for objects of this size seen from this distance."""
 
 
 class _Collector(Sink):
@@ -138,7 +142,12 @@ class _Scorer:
             true_xy, in_front = project_points(self.camera, point_camera)
             if in_front[0] and np.all(np.isfinite(true_xy[0])):
                 error = _pixel_angle_deg(self.camera, selection.gaze_xy, true_xy[0])
-                samples = [self.gaze[t] for t in selection.fixation.sample_timestamps_ns if t in self.gaze]
+                # The same samples without vergence, so the prompter really falls back to the fixed distance.
+                samples = [
+                    dataclasses.replace(self.gaze[t], vergence_depth_m=None)
+                    for t in selection.fixation.sample_timestamps_ns
+                    if t in self.gaze
+                ]
                 if len(samples) > 12:
                     samples = [samples[i] for i in np.linspace(0, len(samples) - 1, 12).round().astype(int)]
                 fixed = self.fixed.make_prompt(samples, self.track, world_from_camera, self.camera, None)
@@ -171,7 +180,11 @@ def _stats(values: list[float]) -> dict[str, float | int | None]:
 
 
 def _mesh_scores(
-    session: Session, scorer: _Scorer, objects: list[dict[str, Any]], out_dir: Path, targets: dict[int, int]
+    session: Session,
+    scorer: _Scorer,
+    objects: list[dict[str, Any]],
+    out_dir: Path,
+    scores: dict[int, SelectionScore],
 ) -> list[dict[str, Any]]:
     import open3d as o3d
 
@@ -180,10 +193,11 @@ def _mesh_scores(
 
     results = []
     for entry in objects:
-        target_id = targets.get(entry["selection_id"])
+        score = scores.get(entry["selection_id"])
         ply = entry.get("mesh_files", {}).get("ply")
-        if target_id is None or ply is None:
+        if score is None or score.target_object_id is None or ply is None:
             continue
+        target_id = score.target_object_id
         mesh = o3d.io.read_triangle_mesh(out_dir / ply)
         truth = session.object_mesh(target_id)
         visible: list[np.ndarray] = []
@@ -198,12 +212,21 @@ def _mesh_scores(
         record: dict[str, Any] = {
             "selection_id": entry["selection_id"],
             "object_id": target_id,
+            "selection_correct": score.correct,
+            "selection_mask_iou": score.mask_iou,
+            "distance_m": score.target_distance_m,
             "frames": len(entry["frames"]),
             "chamfer_m": chamfer_distance_m(mesh, truth),
             "completeness_1cm": completeness(mesh, truth, threshold_m=0.01),
         }
         extent = np.asarray(truth.get_axis_aligned_bounding_box().get_extent())
         record["object_size_m"] = float(extent.max())
+        distance = score.target_distance_m
+        record["in_goal_range"] = bool(
+            GOAL_SIZE_M[0] <= record["object_size_m"] <= GOAL_SIZE_M[1]
+            and distance is not None
+            and GOAL_DISTANCE_M[0] <= distance <= GOAL_DISTANCE_M[1]
+        )
         if visible:
             seen = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.concatenate(visible)))
             seen = seen.voxel_down_sample(0.002)
@@ -243,9 +266,9 @@ def evaluate_session(path: Path, args: argparse.Namespace) -> dict[str, Any]:
         for score in sorted(scores, key=lambda s: s.timestamp_ns):
             if score.target_index is not None:
                 first.setdefault(score.target_index, score)
-        targets = {s.selection_id: s.target_object_id for s in scores if s.target_object_id is not None}
         objects = result.summary.get("objects", [])
-        meshes = _mesh_scores(session, scorer, objects, result.out_dir or Path(tmp), targets)
+        by_id = {s.selection_id: s for s in scores}
+        meshes = _mesh_scores(session, scorer, objects, result.out_dir or Path(tmp), by_id)
     firsts = list(first.values())
     near = [s for s in scores if s.target_distance_m is not None and s.target_distance_m < NEAR_M]
     far = [s for s in scores if s.target_distance_m is not None and s.target_distance_m >= NEAR_M]
