@@ -157,15 +157,7 @@ def calibration_to_json(calibration: DeviceCalibration) -> dict[str, Any]:
     result: dict[str, Any] = {
         "schema": SCHEMA,
         "device_name": calibration.device_name,
-        "camera": {
-            "width_px": camera.width_px,
-            "height_px": camera.height_px,
-            "fx_px": camera.fx_px,
-            "fy_px": camera.fy_px,
-            "cx_px": camera.cx_px,
-            "cy_px": camera.cy_px,
-            "distortion": list(camera.distortion),
-        },
+        "camera": camera.as_dict(),
         "head_from_camera": np.asarray(calibration.head_from_camera).tolist(),
         "clock_offset_ns": int(calibration.clock_offset_ns),
     }

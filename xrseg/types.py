@@ -103,6 +103,18 @@ class CameraModel:
     def has_distortion(self) -> bool:
         return any(v != 0.0 for v in self.distortion)
 
+    def as_dict(self) -> dict[str, int | float | list[float]]:
+        """The fields as a JSON-ready dict (the form session headers and calibration profiles store)."""
+        return {
+            "width_px": self.width_px,
+            "height_px": self.height_px,
+            "fx_px": self.fx_px,
+            "fy_px": self.fy_px,
+            "cx_px": self.cx_px,
+            "cy_px": self.cy_px,
+            "distortion": list(self.distortion),
+        }
+
 
 @dataclass(frozen=True)
 class Frame:

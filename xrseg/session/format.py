@@ -149,15 +149,7 @@ def _floats(values: Any) -> list[float]:
 
 
 def camera_to_json(camera: CameraModel) -> dict[str, Any]:
-    return {
-        "width_px": camera.width_px,
-        "height_px": camera.height_px,
-        "fx_px": camera.fx_px,
-        "fy_px": camera.fy_px,
-        "cx_px": camera.cx_px,
-        "cy_px": camera.cy_px,
-        "distortion": list(camera.distortion),
-    }
+    return dict(camera.as_dict())
 
 
 def transform_to_json(matrix: Transform) -> list[list[float]]:
