@@ -53,7 +53,10 @@ def run_replay(args: argparse.Namespace) -> int:
         )
     source = ReplaySource(session, realtime=args.realtime, speed=args.speed)
     total = (
-        session.frame_count + len(session.head_timestamps_ns) + len(session.gaze_samples()) + len(session.events())
+        session.frame_count
+        + len(session.head_timestamps_ns)
+        + len(session.gaze_timestamps_ns)
+        + len(session.events())
     )
     result = run_pipeline(
         source,
