@@ -327,6 +327,7 @@ class Pipeline:
             self._frames.popleft()
         if self._async is not None:
             self._async.submit(frame)
+            self.stats.frames_dropped_by_encoder = self._async.dropped  # live, for heads-up displays
         world_from_camera = self.world_from_camera_at(frame.timestamp_ns)
         for sink in self.sinks:
             sink.on_frame(frame, world_from_camera)
