@@ -130,7 +130,8 @@ def run_pipeline(
     extra_sinks: Iterable[Sink] = (),
 ) -> RunResult:
     """Run the pipeline on ``source`` with the outputs ``args`` asks for; returns stats and the summary."""
-    from xrseg.outputs import SelectionWriter, summary_record, write_json_atomic
+    from xrseg.fileio import write_json_atomic
+    from xrseg.outputs import SelectionWriter, summary_record
 
     options = pipeline_options(args, realtime)
     engine, encoder = make_engine_and_encoder(args)

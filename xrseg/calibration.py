@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xrseg.errors import CalibrationError, InputError
+from xrseg.fileio import write_bytes_atomic
 from xrseg.geometry import angle_between_deg, unproject_pixels
 from xrseg.types import CameraModel, Frame, GazeRay, GazeSample, Transform, as_transform
 
@@ -211,17 +210,7 @@ def uncalibrated_profile(width_px: int, height_px: int, hfov_deg: float = 70.0) 
 
 def save_calibration(calibration: DeviceCalibration, path: str | Path) -> None:
     """Write a profile atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    data = profile_text(calibration)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(Path(path), profile_text(calibration).encode("utf-8"), prefix=".tmp-")
 
 
 def check_fits(calibration: DeviceCalibration, width_px: int, height_px: int) -> None:

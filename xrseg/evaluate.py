@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from xrseg.app import RunResult, run_pipeline
+from xrseg.app import RunResult, pipeline_options, run_pipeline
 from xrseg.errors import SessionError
 from xrseg.geometry import PoseTrack, angle_between_deg, invert_transform, project_points, transform_points
-from xrseg.prompter import Prompt, Prompter
+from xrseg.prompter import Prompt, Prompter, evenly_spaced
 from xrseg.runtime import Sink
 from xrseg.session.format import FixationTarget
 from xrseg.session.reader import Session
@@ -113,7 +113,7 @@ def _pixel_angle_deg(camera: CameraModel, a_xy: tuple[float, float], b_xy: np.nd
 
 
 class _Scorer:
-    def __init__(self, session: Session, fallback_depth_m: float) -> None:
+    def __init__(self, session: Session, fallback_depth_m: float, max_prompt_samples: int) -> None:
         self.session = session
         self.camera = session.header.camera
         self.head_from_camera = session.header.head_from_camera
@@ -121,6 +121,7 @@ class _Scorer:
         self.track = PoseTrack.from_head_poses(session.head_poses())
         self.gaze = {g.timestamp_ns: g for g in session.gaze_samples()}
         self.fixed = Prompter(fallback_depth_m=fallback_depth_m)
+        self.max_prompt_samples = max_prompt_samples
 
     def world_from_camera(self, frame_index: int) -> Transform | None:
         pose = self.track.at(int(self.session.frame_timestamps_ns[frame_index]))
@@ -148,8 +149,7 @@ class _Scorer:
                     for t in selection.fixation.sample_timestamps_ns
                     if t in self.gaze
                 ]
-                if len(samples) > 12:
-                    samples = [samples[i] for i in np.linspace(0, len(samples) - 1, 12).round().astype(int)]
+                samples = evenly_spaced(samples, self.max_prompt_samples)
                 fixed = self.fixed.make_prompt(samples, self.track, world_from_camera, self.camera, None)
                 if isinstance(fixed, Prompt):
                     error_fixed = _pixel_angle_deg(self.camera, fixed.gaze_xy, true_xy[0])
@@ -257,7 +257,8 @@ def evaluate_session(path: Path, args: argparse.Namespace) -> dict[str, Any]:
             session_path=Path(path),
             extra_sinks=[collector],
         )
-        scorer = _Scorer(session, args.fallback_depth_m)
+        options = pipeline_options(args, realtime=False)
+        scorer = _Scorer(session, options.fallback_depth_m, options.max_prompt_samples)
         scores = [
             scorer.score(selection, world_from_camera)
             for selection_id, (selection, world_from_camera) in sorted(collector.selections.items())

@@ -12,10 +12,7 @@ changed later (stepped to a larger/smaller mask, rejected) is rewritten in place
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,23 +21,11 @@ import cv2
 import numpy as np
 
 from xrseg.errors import InputError
+from xrseg.fileio import write_bytes_atomic, write_json_atomic
 from xrseg.runtime import PipelineOptions, PipelineStats, Sink
 from xrseg.types import Fixation, Frame, Selection, Transform
 
 log = logging.getLogger(__name__)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(data)
-        tmp = Path(handle.name)
-    tmp.chmod(0o644)  # NamedTemporaryFile creates 0600; results are meant to be shared
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def fixation_record(fixation: Fixation) -> dict[str, Any]:

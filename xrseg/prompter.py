@@ -55,6 +55,14 @@ def _read_only(array: npt.NDArray) -> npt.NDArray:
     return array
 
 
+def evenly_spaced(samples: Sequence[GazeSample], count: int) -> list[GazeSample]:
+    """At most ``count`` of ``samples``, evenly spaced over them (first and last included), in order."""
+    if len(samples) <= count:
+        return list(samples)
+    picks = np.linspace(0, len(samples) - 1, count).round().astype(int)
+    return [samples[i] for i in picks]
+
+
 @dataclass(frozen=True)
 class Prompt:
     """Point prompts for one keyframe.

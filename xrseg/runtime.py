@@ -33,7 +33,7 @@ import numpy as np
 from xrseg.errors import InputError
 from xrseg.gaze import DwellTrigger, EventTrigger, GazeHistory, IVTDetector, OneEuroFilter, Trigger
 from xrseg.geometry import PoseTrack
-from xrseg.prompter import Prompt, Prompter, PromptMiss
+from xrseg.prompter import Prompt, Prompter, PromptMiss, evenly_spaced
 from xrseg.sam.records import ImageEmbedding, MaskPrediction
 from xrseg.sources.base import Source, SourceItem
 from xrseg.types import (
@@ -441,10 +441,7 @@ class Pipeline:
             self._drop(Drop(trigger.timestamp_ns, "no_head_pose", "no head pose at the keyframe's time", fixation))
             return
         started = time.perf_counter()
-        samples = self._raw.samples_for(fixation)
-        if len(samples) > opts.max_prompt_samples:
-            picks = np.linspace(0, len(samples) - 1, opts.max_prompt_samples).round().astype(int)
-            samples = [samples[i] for i in picks]
+        samples = evenly_spaced(self._raw.samples_for(fixation), opts.max_prompt_samples)
         prompt = self._prompter.make_prompt(
             samples,
             track,

@@ -14,7 +14,6 @@ import functools
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from tqdm import tqdm
 
 from xrseg import __version__
 from xrseg.errors import ModelError
+from xrseg.fileio import write_json_atomic
 from xrseg.sam import weights
 
 log = logging.getLogger(__name__)
@@ -126,14 +126,6 @@ def read_manifest(home: Path | None = None) -> dict[str, Any] | None:
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise ModelError(f"model manifest {path} has an unknown format; run `xrseg model build --force`")
     return manifest
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-        tmp = Path(handle.name)
-    os.replace(tmp, path)
 
 
 # (path, size, mtime_ns) -> sha256, so a process verifies each file once.
@@ -272,7 +264,7 @@ def build_models(home: Path | None = None, *, force: bool = False, progress: boo
             "tools": _tool_versions(),
             "built_unix_s": int(time.time()),
         }
-        _write_json_atomic(manifest_path(home), new_manifest)
+        write_json_atomic(manifest_path(home), new_manifest)
         return BuildReport(models, tuple(step.output for step in todo), source, manifest_rewritten=True)
     return BuildReport(models, tuple(step.output for step in todo), source)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from xrseg.errors import SessionError
+from xrseg.fileio import write_bytes_atomic
 from xrseg.session.format import TMP_PREFIX
 
 logger = logging.getLogger(__name__)
@@ -58,12 +59,7 @@ class JsonlAppender:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary name in the same directory and an atomic rename."""
-    tmp = path.with_name(TMP_PREFIX + path.name)
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data, prefix=TMP_PREFIX, durable=True)
 
 
 def read_jsonl(path: Path, name: str) -> tuple[list[tuple[int, Any]], list[str]]:

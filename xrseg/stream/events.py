@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
+from xrseg import types
 from xrseg.errors import InputError, ProtocolError
 from xrseg.stream.codecs import decode_mask_png, decode_rle, mask_png_payload, mask_rle_payload
 from xrseg.stream.protocol import (
@@ -211,13 +212,10 @@ def selection_frames(
 
 
 def mask_bbox_xyxy(mask: npt.NDArray[np.bool_]) -> list[int] | None:
-    """[x0, y0, x1, y1] inclusive-exclusive pixel box of an HxW bool mask, or None when it is empty
-    (same as :attr:`Selection.bbox_xyxy`, without listing every pixel)."""
-    columns = np.flatnonzero(mask.any(axis=0))
-    if columns.size == 0:
-        return None
-    rows = np.flatnonzero(mask.any(axis=1))
-    return [int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1]
+    """[x0, y0, x1, y1] inclusive-exclusive pixel box of an HxW bool mask (the wire form of
+    :func:`xrseg.types.mask_bbox_xyxy`), or None when it is empty."""
+    box = types.mask_bbox_xyxy(mask)
+    return None if box is None else list(box)
 
 
 def clean_stats(values: Mapping[str, Any]) -> dict[str, StatValue]:

@@ -217,7 +217,7 @@ class OverlayVideoSink(OverlayTracker):
             ok, png = cv2.imencode(".png", cv2.cvtColor(contact_sheet(tiles), cv2.COLOR_RGB2BGR))
             if not ok:
                 raise InputError("cannot encode the contact sheet as PNG")
-            from xrseg.outputs import write_bytes_atomic
+            from xrseg.fileio import write_bytes_atomic
 
             write_bytes_atomic(self.sheet_path, png.tobytes())
             self._written["contact_sheet"] = SHEET_NAME
