@@ -28,29 +28,25 @@ def reports(engine, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]
     return {name: evaluate_session(SCENES / name, eval_args(tmp, name)) for name in BUNDLED}
 
 
-# (selection accuracy, mean mask IoU) each scene must keep. The issue asks for 0.90 and 0.80 everywhere;
-# desk-near is below it (measured 0.73 and 0.64 on 2026-11-25: the gaze on a torus often passes through its
-# hole, and one small object is selected by a part). See docs/evaluation.md; these guard against regressions.
-BARS = {"tabletop-small": (0.90, 0.80), "room-small": (0.90, 0.80), "desk-near": (0.70, 0.60)}
-
-
 @pytest.mark.parametrize("name", BUNDLED)
 def test_selection_accuracy_and_mask_iou(reports: dict[str, dict], name: str) -> None:
+    """The issue's bars at 1.0 deg accuracy and 0.5 deg precision: selection accuracy 0.90, mask IoU 0.80."""
     report = reports[name]
-    accuracy_bar, iou_bar = BARS[name]
     assert report["coverage"] >= 0.9, report["coverage"]
-    assert report["selection_accuracy"] >= accuracy_bar, report["per_selection"]
-    assert report["mean_mask_iou"] >= iou_bar
+    assert report["selection_accuracy"] >= 0.90, report["per_selection"]
+    assert report["mean_mask_iou"] >= 0.80, report["per_selection"]
 
 
 @pytest.mark.parametrize("name", BUNDLED)
 def test_meshes_match_the_ground_truth_surface_they_saw(reports: dict[str, dict], name: str) -> None:
-    """Objects of 10-40 cm seen from 0.5-2 m (the issue's goal), selected whole (mask IoU >= 0.8): the mesh
-    lies within 1 cm (symmetric Chamfer) of the ground-truth surface the fused frames saw."""
+    """Objects of 10-40 cm seen from 0.5-2 m (the issue's goal), selected whole (mask IoU >= 0.8): Chamfer
+    distance from the mesh to the ground-truth object <= 1 cm, and within 1 cm (symmetric Chamfer) of the
+    ground-truth surface the fused frames saw, covering most of it."""
     meshes = reports[name]["meshes"]
     whole = [m for m in meshes if m["in_goal_range"] and m["selection_correct"] and m["selection_mask_iou"] >= 0.8]
     assert whole, "some whole objects in the goal range were meshed"
     for mesh in whole:
+        assert mesh["chamfer_m"] <= 0.01, mesh
         assert mesh["chamfer_seen_m"] <= 0.01, mesh
         assert mesh["completeness_seen_1cm"] >= 0.8, mesh
 

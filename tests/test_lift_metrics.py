@@ -7,7 +7,7 @@ import open3d as o3d
 import pytest
 
 from xrseg.errors import InputError
-from xrseg.lift import chamfer_distance_m, completeness, sample_surface_points
+from xrseg.lift import chamfer_distance_m, completeness, mesh_to_truth_distance_m, sample_surface_points
 
 
 def _square(side_m: float, z_m: float) -> o3d.geometry.TriangleMesh:
@@ -43,6 +43,20 @@ def test_half_a_sphere_is_half_complete() -> None:
     assert completeness(half, sphere, threshold_m=0.002) == pytest.approx(0.5, abs=0.02)
     # The other way round every sample of the half has a sphere sample within 5 mm (their mean gap: 2.5 mm).
     assert completeness(sphere, half, threshold_m=0.005) == 1.0
+
+
+def test_mesh_to_truth_distance_is_exact_and_one_sided() -> None:
+    # A 0.2 m square 5 mm above a 1 m one: every sample is exactly 5 mm from the big square's surface.
+    assert mesh_to_truth_distance_m(_square(0.2, 0.005), _square(1.0, 0.0)) == pytest.approx(0.005, abs=1e-6)
+    # Half a sphere lies on the sphere (0 from it, up to the chords of its triangles), but the whole sphere is
+    # far from the half: one-sided means the missing back of a one-sided scan does not count here.
+    sphere = o3d.geometry.TriangleMesh.create_sphere(0.1, resolution=80)
+    vertices = np.asarray(sphere.vertices)
+    triangles = np.asarray(sphere.triangles)
+    upper = triangles[np.all(vertices[triangles][:, :, 2] >= -1e-9, axis=1)]
+    half = o3d.geometry.TriangleMesh(sphere.vertices, o3d.utility.Vector3iVector(upper))
+    assert mesh_to_truth_distance_m(half, sphere) < 1e-6
+    assert mesh_to_truth_distance_m(sphere, half) > 0.02
 
 
 def test_sampling_is_deterministic_and_uniform() -> None:

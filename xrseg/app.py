@@ -31,6 +31,11 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dwell-ms", type=float, default=500.0, help="dwell time that selects (0: events only)")
     group.add_argument("--fallback-depth-m", type=float, default=1.0, help="gaze distance when there is no depth")
     group.add_argument("--max-points", type=int, default=5, help="positive prompt points per fixation")
+    group.add_argument(
+        "--sam-choice",
+        action="store_true",
+        help="choose masks by SAM's predicted IoU only (no depth-aware choice, no look-through correction)",
+    )
     group.add_argument("--variant", help="model variant (see `xrseg model info`); default: the manifest's")
     group.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per core)")
     group.add_argument(
@@ -49,6 +54,7 @@ def pipeline_options(args: argparse.Namespace, realtime: bool) -> PipelineOption
         dwell_ms=args.dwell_ms,
         fallback_depth_m=args.fallback_depth_m,
         max_points=args.max_points,
+        depth_mask_choice=not getattr(args, "sam_choice", False),
         realtime=realtime,
     )
 

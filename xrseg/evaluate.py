@@ -13,9 +13,12 @@ export), then each selection is scored against the session's ground truth:
   the projection of the target's true 3D point; also computed with the depth image ignored and a fixed 1 m
   gaze distance, to show what depth-aware reprojection buys (split by target distance below/above 1 m);
 - *latency*: from trigger to mask (prompt + decode; keyframes are encoded ahead on a live run);
-- *meshes*: symmetric Chamfer distance and completeness (share of ground-truth surface within 1 cm) of each
-  exported mesh against the target object's mesh, both against the whole object and against the part of it
-  the fused frames saw (from the ground-truth depth and instance images).
+- *meshes*, per exported mesh against its target object's ground-truth mesh: ``chamfer_m``, the Chamfer distance
+  from the exported mesh to the ground-truth mesh (mean distance of its surface to the true surface, exact to
+  the triangles: how far it strays); ``completeness_1cm``, the share of the ground-truth surface within 1 cm
+  of it (how much it covers); ``chamfer_symmetric_m``, the mean of both directions. The same symmetric
+  distance and completeness against only the part of the object the fused frames saw (from the ground-truth
+  depth and instance images): ``chamfer_seen_m``, ``completeness_seen_1cm``.
 """
 
 from __future__ import annotations
@@ -188,7 +191,12 @@ def _mesh_scores(
 ) -> list[dict[str, Any]]:
     import open3d as o3d
 
-    from xrseg.lift.metrics import chamfer_distance_m, completeness, sample_surface_points
+    from xrseg.lift.metrics import (
+        chamfer_distance_m,
+        completeness,
+        mesh_to_truth_distance_m,
+        sample_surface_points,
+    )
     from xrseg.lift.pointcloud import lift_mask
 
     results = []
@@ -216,7 +224,8 @@ def _mesh_scores(
             "selection_mask_iou": score.mask_iou,
             "distance_m": score.target_distance_m,
             "frames": len(entry["frames"]),
-            "chamfer_m": chamfer_distance_m(mesh, truth),
+            "chamfer_m": mesh_to_truth_distance_m(mesh, truth),
+            "chamfer_symmetric_m": chamfer_distance_m(mesh, truth),
             "completeness_1cm": completeness(mesh, truth, threshold_m=0.01),
         }
         extent = np.asarray(truth.get_axis_aligned_bounding_box().get_extent())

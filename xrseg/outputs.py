@@ -48,6 +48,8 @@ def selection_record(selection: Selection) -> dict[str, Any]:
         "keyframe_timestamp_ns": selection.keyframe_timestamp_ns,
         "score": selection.score,
         "mask_index": selection.mask_index,
+        "mask_choice": selection.mask_choice,
+        "look_through": selection.look_through,
         "candidate_scores": list(selection.candidate_scores),
         "area_px": selection.area_px,
         "bbox_xyxy": list(selection.bbox_xyxy) if selection.bbox_xyxy else None,

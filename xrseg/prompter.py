@@ -14,8 +14,9 @@ as negative points where they are visible in this keyframe.
 Part or whole? Looking at the handle of a mug does not say whether the user wants the handle or the mug.
 The prompter does not guess: the prompt goes to the decoder in multimask mode, which returns several
 candidate masks (typically part, larger part, whole object) with predicted IoU scores. The runtime picks
-one (the highest score by default) and keeps the others so the user can step to a larger or smaller mask
-(``EventKind.LARGER`` / ``SMALLER``); see :class:`xrseg.types.Selection`.
+one with the keyframe's depth, preferring the whole object under the gaze (:mod:`xrseg.maskchoice`), and
+keeps the others so the user can step to a larger or smaller mask (``EventKind.LARGER`` / ``SMALLER``); see
+:class:`xrseg.types.Selection`.
 """
 
 from __future__ import annotations

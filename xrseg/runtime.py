@@ -2,8 +2,9 @@
 
 Per gaze sample: One Euro filter -> I-VT fixation detector -> dwell trigger (and SELECT events). Per trigger:
 pick the keyframe (see below), make point prompts from the fixation's raw samples through that keyframe's
-pose and depth (:mod:`xrseg.prompter`), decode, choose a mask by the engine's ambiguity rule, and hand a
-:class:`~xrseg.types.Selection` to the sinks. REJECT, LARGER and SMALLER events act on the latest selection.
+pose and depth (:mod:`xrseg.prompter`), decode, choose a mask with the keyframe's depth (and prompt again if
+the gaze looked through a hole; :mod:`xrseg.maskchoice`), and hand a :class:`~xrseg.types.Selection` to the
+sinks. REJECT, LARGER and SMALLER events act on the latest selection.
 
 Keyframes. Deterministic mode (replay, the default): the keyframe for a trigger is the newest frame at or
 before the trigger's time, encoded on demand and cached, so a replay gives the same selections on every
@@ -18,6 +19,7 @@ Sinks receive what happens (:class:`Sink`); they write files, publish over ZeroM
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import queue
 import threading
@@ -33,6 +35,7 @@ import numpy as np
 from xrseg.errors import InputError
 from xrseg.gaze import DwellTrigger, EventTrigger, GazeHistory, IVTDetector, OneEuroFilter, Trigger
 from xrseg.geometry import PoseTrack
+from xrseg.maskchoice import ChoiceOptions, ChoiceReason, MaskChoice, choose_mask, look_through_point
 from xrseg.prompter import Prompt, Prompter, PromptMiss, evenly_spaced
 from xrseg.sam.records import ImageEmbedding, MaskPrediction
 from xrseg.sources.base import Source, SourceItem
@@ -94,6 +97,10 @@ class PipelineOptions:
     max_points: int = 5
     fallback_depth_m: float = 1.0
     multimask: bool = True
+    depth_mask_choice: bool = True
+    """Choose among the candidate masks with the keyframe's depth and correct look-throughs
+    (:mod:`xrseg.maskchoice`); False keeps SAM's own ambiguity rule."""
+    choice: ChoiceOptions = field(default_factory=ChoiceOptions)
     realtime: bool = False
     """Encode keyframes asynchronously (latest wins) instead of on demand."""
     max_keyframe_age_ms: float = 1000.0
@@ -117,16 +124,18 @@ class Drop:
 
 @dataclass(frozen=True)
 class Timing:
-    """Milliseconds spent on one selection: prompt making, decoding, and encoding when it was on demand."""
+    """Milliseconds spent on one selection: prompt making, decoding (twice after a look-through), choosing
+    the mask, and encoding when it was on demand."""
 
     prompt_ms: float
     decode_ms: float
     encode_ms: float
+    choose_ms: float = 0.0
 
     @property
     def gaze_to_mask_ms(self) -> float:
         """From the trigger to the mask, not counting an on-demand encode (live keyframes are encoded ahead)."""
-        return self.prompt_ms + self.decode_ms
+        return self.prompt_ms + self.decode_ms + self.choose_ms
 
 
 class Sink:
@@ -234,6 +243,16 @@ class AsyncEncoder:
             self._mailbox.get_nowait()
         self._mailbox.put(None)
         self._thread.join(timeout=30)
+
+
+def _moved_prompt(prompt: Prompt, point_xy: tuple[float, float]) -> Prompt:
+    """``prompt`` with its positives replaced by the single (x, y) pixel ``point_xy``; negatives kept."""
+    negatives = prompt.points_xy[prompt.labels == 0]
+    return dataclasses.replace(
+        prompt,
+        points_xy=np.vstack([np.asarray([point_xy], np.float32), negatives]).astype(np.float32),
+        labels=np.concatenate([np.ones(1, np.int32), np.zeros(len(negatives), np.int32)]),
+    )
 
 
 class Pipeline:
@@ -455,13 +474,48 @@ class Pipeline:
             self._drop(Drop(trigger.timestamp_ns, "prompt_miss", prompt.reason, fixation))
             return
         started = time.perf_counter()
-        prediction = self.decoder.decode(
-            keyframe.embedding, points=prompt.points_xy, labels=prompt.labels, multimask=self.options.multimask
-        )
+        prediction = self._decode(keyframe.embedding, prompt)
         decode_ms = (time.perf_counter() - started) * 1000.0
-        self.stats.timings.append(Timing(prompt_ms, decode_ms, keyframe.encode_ms))
-        selection = self._make_selection(trigger.timestamp_ns, fixation, keyframe.frame, prompt, prediction)
+        started = time.perf_counter()
+        depth_m = keyframe.frame.depth_m
+        choice = self._choose(prediction, depth_m, prompt)
+        point = None
+        if opts.depth_mask_choice:
+            point = look_through_point(prediction.masks[choice.index], depth_m, prompt.gaze_xy, opts.choice)
+        choose_ms = (time.perf_counter() - started) * 1000.0
+        if point is not None:
+            log.info(
+                "gaze at (%.0f, %.0f) looks through a hole: prompting at (%.0f, %.0f)", *prompt.gaze_xy, *point
+            )
+            prompt = _moved_prompt(prompt, point)
+            started = time.perf_counter()
+            prediction = self._decode(keyframe.embedding, prompt)
+            decode_ms += (time.perf_counter() - started) * 1000.0
+            started = time.perf_counter()
+            choice = self._choose(prediction, depth_m, prompt)
+            choose_ms += (time.perf_counter() - started) * 1000.0
+        self.stats.timings.append(Timing(prompt_ms, decode_ms, keyframe.encode_ms, choose_ms))
+        selection = self._make_selection(
+            trigger.timestamp_ns,
+            fixation,
+            keyframe.frame,
+            prompt,
+            prediction,
+            choice.index,
+            mask_choice=choice.reason.value,
+            look_through=point is not None,
+        )
         self._publish(selection, keyframe.frame, world_from_camera, prediction)
+
+    def _decode(self, embedding: ImageEmbedding, prompt: Prompt) -> MaskPrediction:
+        return self.decoder.decode(
+            embedding, points=prompt.points_xy, labels=prompt.labels, multimask=self.options.multimask
+        )
+
+    def _choose(self, prediction: MaskPrediction, depth_m: np.ndarray | None, prompt: Prompt) -> MaskChoice:
+        if not self.options.depth_mask_choice:
+            return MaskChoice(prediction.best, ChoiceReason.SAM)
+        return choose_mask(prediction, depth_m, prompt.points_xy, prompt.labels, self.options.choice)
 
     def _make_selection(
         self,
@@ -472,6 +526,9 @@ class Pipeline:
         prediction: MaskPrediction,
         index: int | None = None,
         selection_id: int | None = None,
+        *,
+        mask_choice: str = "sam",
+        look_through: bool = False,
     ) -> Selection:
         chosen = prediction.best if index is None else index
         if selection_id is None:
@@ -492,6 +549,8 @@ class Pipeline:
             gaze_xy=prompt.gaze_xy,
             depth_source=prompt.depth_source,
             point_world_m=prompt.point_world_m,
+            mask_choice=mask_choice,
+            look_through=look_through,
         )
 
     def _publish(
@@ -549,6 +608,8 @@ class Pipeline:
             prediction,
             int(order[position]),
             selection.selection_id,
+            mask_choice="step",
+            look_through=selection.look_through,
         )
         self.stats.selections -= 1  # the same selection, changed
         self._publish(stepped, frame, world_from_camera, prediction)

@@ -265,7 +265,10 @@ class Selection:
     ``mask`` is HxW bool in the keyframe's pixels. ``prompt_points_xy`` is Nx2 float32 (x, y) pixels and
     ``prompt_labels`` N int32 (1 foreground, 0 background). ``mask_index`` is which of the decoder's masks was
     chosen and ``candidate_scores`` the predicted IoU of every candidate, so a user can step to a larger or
-    smaller mask. ``point_world_m`` is the 3D gaze hit point when depth was available.
+    smaller mask. ``point_world_m`` is the 3D gaze hit point when depth was available. ``mask_choice`` says how
+    the mask was chosen (:class:`xrseg.maskchoice.ChoiceReason` values, or ``"step"`` after LARGER/SMALLER);
+    ``look_through`` is True when the gaze went through a hole and the prompt was moved to the nearer surface
+    around it (``prompt_points_xy`` are then the moved prompt, ``gaze_xy`` still the gaze).
     """
 
     selection_id: int
@@ -282,6 +285,8 @@ class Selection:
     gaze_xy: tuple[float, float]
     depth_source: DepthSource
     point_world_m: Vec3 | None = None
+    mask_choice: str = "sam"
+    look_through: bool = False
 
     @property
     def area_px(self) -> int:

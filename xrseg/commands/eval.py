@@ -53,8 +53,10 @@ def run_eval(args: argparse.Namespace) -> int:
     print(f"gaze to mask       p50 {p50}, p99 {p99}")
     print(f"dropped            {report['drops'] or 'none'}")
     for mesh in report["meshes"]:
+        seen = _fmt(mesh.get("chamfer_seen_m"), " cm", 100)
         chamfer = (
-            f"{_fmt(mesh['chamfer_m'], ' cm', 100)} (seen part {_fmt(mesh.get('chamfer_seen_m'), ' cm', 100)})"
+            f"{_fmt(mesh['chamfer_m'], ' cm', 100)} to the object, symmetric "
+            f"{_fmt(mesh['chamfer_symmetric_m'], ' cm', 100)} (seen part {seen})"
         )
         complete = f"{_fmt(mesh['completeness_1cm'])} (seen part {_fmt(mesh.get('completeness_seen_1cm'))})"
         print(

@@ -16,7 +16,7 @@ from xrseg.lift.borders import BorderFilter, reliable_pixels
 from xrseg.lift.export import EXPORT_FORMATS, MetadataValue, export_mesh, read_metadata
 from xrseg.lift.follow import Decoder, FollowParams, FollowResult, ObjectFollower
 from xrseg.lift.fusion import ObjectFusion, clean_mesh
-from xrseg.lift.metrics import chamfer_distance_m, completeness, sample_surface_points
+from xrseg.lift.metrics import chamfer_distance_m, completeness, mesh_to_truth_distance_m, sample_surface_points
 from xrseg.lift.pointcloud import LiftResult, OutlierRemoval, lift_mask, remove_outliers, to_point_cloud
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "completeness",
     "export_mesh",
     "lift_mask",
+    "mesh_to_truth_distance_m",
     "read_metadata",
     "reliable_pixels",
     "remove_outliers",

@@ -1,0 +1,122 @@
+"""Depth-aware mask choice and the look-through correction on depth images with known answers.
+
+The scene, 120x160 pixels: a wall at 2 m; a box (rows 40-79, columns 40-79) at 1 m; a ball (a disc of radius 15
+at row 85, column 60) at 0.8 m in front of the box's lower edge; a ring (radii 10 and 20 around row 60, column
+125) at 0.5 m, with the wall seen through its hole.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xrseg.maskchoice import (
+    ChoiceReason,
+    choose_mask,
+    depth_edges,
+    enclosed_share,
+    gaze_surface,
+    look_through_point,
+)
+from xrseg.sam.records import MaskPrediction
+
+H, W = 120, 160
+ROWS, COLS = np.mgrid[0:H, 0:W]
+BALL = (ROWS - 85) ** 2 + (COLS - 60) ** 2 <= 15**2
+BOX = (ROWS >= 40) & (ROWS < 80) & (COLS >= 40) & (COLS < 80) & ~BALL
+RING_R2 = (ROWS - 60) ** 2 + (COLS - 125) ** 2
+RING = (RING_R2 >= 10**2) & (RING_R2 <= 20**2)
+HOLE = RING_R2 < 10**2
+
+
+def scene_depth() -> np.ndarray:
+    depth = np.full((H, W), 2.0, np.float32)
+    depth[BOX] = 1.0
+    depth[BALL] = 0.8
+    depth[RING] = 0.5
+    return depth
+
+
+def prediction(masks: list[np.ndarray], scores: list[float], best: int) -> MaskPrediction:
+    count = len(masks)
+    return MaskPrediction(
+        masks=np.stack(masks),
+        scores=np.asarray(scores, np.float32),
+        low_res_logits=np.zeros((count, 256, 256), np.float32),
+        stability=np.ones(count, np.float32),
+        best=best,
+    )
+
+
+ON_BOX = np.array([[60.0, 55.0]])  # (x, y): on the box, clear of the ball
+POSITIVE = np.array([1])
+
+
+def test_depth_edges_mark_both_sides_of_a_jump_and_pixels_without_depth() -> None:
+    depth = np.ones((4, 6), np.float32)
+    depth[:, 3:] = 1.03  # 3 %: below the 4 % threshold, a slanted surface, not an edge
+    assert not depth_edges(depth, 0.04).any()
+    depth[:, 3:] = 1.2
+    edges = depth_edges(depth, 0.04)
+    assert edges[:, 2:4].all() and not edges[:, [0, 1, 4, 5]].any()
+    depth[0, 0] = 0.0
+    assert depth_edges(depth, 0.04)[0, 0]
+
+
+def test_gaze_surface_is_the_depth_connected_region_under_the_points() -> None:
+    edges = depth_edges(scene_depth())
+    surface = gaze_surface(np.stack([BOX | BALL]), edges, ON_BOX)
+    assert surface is not None
+    assert not (surface & BALL).any()  # the ball is across a depth step
+    assert (surface & BOX).sum() >= 0.8 * BOX.sum()
+    assert gaze_surface(np.stack([BOX]), edges, np.array([[5.0, 5.0]])) is None  # the point is off the union
+
+
+def test_a_group_spanning_a_depth_step_gives_way_to_the_object_under_the_gaze() -> None:
+    pred = prediction([BOX, BOX | BALL, np.ones((H, W), bool)], [0.95, 0.96, 0.5], best=1)
+    choice = choose_mask(pred, scene_depth(), ON_BOX, POSITIVE)
+    assert (choice.index, choice.reason) == (0, ChoiceReason.DEPTH_GROUP)
+
+
+def test_a_part_gives_way_to_the_whole_surface() -> None:
+    patch = BOX & (COLS < 52)  # a texture patch: a quarter of the box, no depth step at its right side
+    pred = prediction([patch, BOX, BOX | BALL], [0.97, 0.95, 0.9], best=0)
+    choice = choose_mask(pred, scene_depth(), np.array([[45.0, 55.0]]), POSITIVE)
+    assert (choice.index, choice.reason) == (1, ChoiceReason.DEPTH_WHOLE)
+
+
+def test_sams_choice_stands_when_depth_agrees_or_is_missing() -> None:
+    pred = prediction([BOX & (COLS < 60), BOX, BOX | BALL], [0.9, 0.97, 0.95], best=1)
+    assert choose_mask(pred, scene_depth(), ON_BOX, POSITIVE).reason is ChoiceReason.SAM
+    group = prediction([BOX, BOX | BALL, np.ones((H, W), bool)], [0.95, 0.96, 0.5], best=1)
+    for depth in (None, np.zeros((H, W), np.float32), np.ones((10, 10), np.float32)):
+        choice = choose_mask(group, depth, ON_BOX, POSITIVE)
+        assert (choice.index, choice.reason) == (1, ChoiceReason.SAM)
+
+
+def test_an_implausible_candidate_is_never_taken() -> None:
+    """The box alone scores 0.3 below the group: outside the plausible margin, so SAM's group stands."""
+    pred = prediction([BOX, BOX | BALL, np.ones((H, W), bool)], [0.66, 0.96, 0.5], best=1)
+    assert choose_mask(pred, scene_depth(), ON_BOX, POSITIVE).reason is ChoiceReason.SAM
+
+
+def test_a_mask_seen_through_a_hole_is_enclosed_and_the_prompt_moves_to_the_ring() -> None:
+    depth = scene_depth()
+    assert enclosed_share(HOLE, depth) == pytest.approx(1.0)
+    assert enclosed_share(BOX, depth) < 0.5  # the box is nearer than the wall around it
+    gaze_xy = (127.0, 58.0)  # in the hole, 2 px right of and 2 px above its centre
+    point = look_through_point(HOLE, depth, gaze_xy)
+    assert point is not None
+    x, y = int(point[0]), int(point[1])
+    assert RING[y, x] and depth[y, x] == pytest.approx(0.5)
+    radius = np.hypot(x - 125, y - 60)
+    assert 11 <= radius <= 14  # just outside the hole (1-4 px), off the depth edge at its rim
+    assert np.hypot(x - gaze_xy[0], y - gaze_xy[1]) < 10  # on the near side of the ring, towards the gaze
+
+
+def test_no_look_through_for_ordinary_masks_or_without_depth() -> None:
+    depth = scene_depth()
+    assert look_through_point(BOX, depth, (60.0, 55.0)) is None
+    assert look_through_point(RING, depth, (125.0, 45.0)) is None
+    assert look_through_point(HOLE, None, (125.0, 60.0)) is None
+    assert look_through_point(np.zeros((H, W), bool), depth, (125.0, 60.0)) is None
