@@ -17,6 +17,7 @@ from xrseg.maskchoice import (
     enclosed_share,
     gaze_surface,
     look_through_point,
+    outline_share,
 )
 from xrseg.sam.records import MaskPrediction
 
@@ -79,10 +80,24 @@ def test_a_group_spanning_a_depth_step_gives_way_to_the_object_under_the_gaze() 
 
 
 def test_a_part_gives_way_to_the_whole_surface() -> None:
-    patch = BOX & (COLS < 52)  # a texture patch: a quarter of the box, no depth step at its right side
+    patch = BOX & (ROWS >= 50) & (ROWS < 60) & (COLS >= 50) & (COLS < 60)  # a texture square inside the box
+    assert outline_share(patch, BOX) == 1.0
     pred = prediction([patch, BOX, BOX | BALL], [0.97, 0.95, 0.9], best=0)
-    choice = choose_mask(pred, scene_depth(), np.array([[45.0, 55.0]]), POSITIVE)
+    choice = choose_mask(pred, scene_depth(), np.array([[55.0, 55.0]]), POSITIVE)
     assert (choice.index, choice.reason) == (1, ChoiceReason.DEPTH_WHOLE)
+
+
+def test_an_object_on_a_stand_is_not_grown_into_the_stand() -> None:
+    """A cup on a stand: depth is continuous across the contact, so the surface under the gaze is cup + stand;
+    but only the cup's bottom edge touches the stand (a quarter of its outline), so it is not a part."""
+    depth = np.full((H, W), 2.0, np.float32)
+    stand = (ROWS >= 70) & (COLS >= 20) & (COLS < 60)
+    cup = (ROWS >= 50) & (ROWS < 70) & (COLS >= 30) & (COLS < 50)
+    depth[stand | cup] = 1.0
+    pred = prediction([cup, cup | stand, np.ones((H, W), bool)], [0.98, 0.90, 0.5], best=0)
+    assert outline_share(cup, cup | stand) == pytest.approx(22 / 84)  # the row under it, of its 84-pixel ring
+    choice = choose_mask(pred, depth, np.array([[40.0, 60.0]]), POSITIVE)
+    assert (choice.index, choice.reason) == (0, ChoiceReason.SAM)
 
 
 def test_sams_choice_stands_when_depth_agrees_or_is_missing() -> None:
@@ -120,3 +135,22 @@ def test_no_look_through_for_ordinary_masks_or_without_depth() -> None:
     assert look_through_point(RING, depth, (125.0, 45.0)) is None
     assert look_through_point(HOLE, None, (125.0, 60.0)) is None
     assert look_through_point(np.zeros((H, W), bool), depth, (125.0, 60.0)) is None
+
+
+def test_on_a_ray_cast_frame_the_group_gives_way_to_the_sphere() -> None:
+    """The benchmark's 640x480 frame (Open3D ray casting, distorted camera): a sphere, a box and a table; the
+    candidates a patch of the sphere, the sphere, and sphere + box, SAM preferring the last."""
+    from xrseg.lift.bench import _views, bench_mask_choice
+
+    view = _views(1)[0].view
+    sphere, box = view.mask(0), view.mask(1)
+    ys, xs = np.nonzero(sphere)
+    centre = (float(np.median(xs)), float(np.median(ys)))
+    rows, cols = np.mgrid[0:480, 0:640]
+    patch = sphere & (np.hypot(cols - centre[0], rows - centre[1]) < 20)
+    pred = prediction([patch, sphere, sphere | box], [0.95, 0.93, 0.96], best=2)
+    choice = choose_mask(pred, view.depth_m, np.array([centre]), POSITIVE)
+    assert (choice.index, choice.reason) == (1, ChoiceReason.DEPTH_GROUP)
+    assert look_through_point(sphere, view.depth_m, centre) is None
+    times_ms = bench_mask_choice(iterations=3)
+    assert len(times_ms) == 3 and all(t > 0 for t in times_ms)

@@ -136,9 +136,15 @@ def test_replay_command_writes_selections_meshes_and_summary(tmp_path: Path) -> 
     assert summary["selections"] >= 5
     records = sorted((out / "selections").glob("*.json"))
     assert len(records) == summary["selections"]
+    choices = []
     for record in records:
         data = json.loads(record.read_text())
         assert (out / data["mask_png"]).is_file()
+        choices.append((data["mask_choice"], data["look_through"]))
+    # desk-near's torus is looked through twice and SAM's first pick is a group or a part several times
+    # (docs/evaluation.md): the depth-aware choice acts on this session.
+    assert sum(look for _, look in choices) >= 1, choices
+    assert {"depth_group", "depth_whole"} <= {choice for choice, _ in choices}, choices
     meshes = [o for o in summary["objects"] if o["mesh_files"]]
     assert len(meshes) >= 0.8 * summary["selections"]
     for entry in meshes:

@@ -179,16 +179,23 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             report["encoder_speedup"] = reference["encoder_ms"]["p50"] / report["encoder_p50_ms"]
             report["decoder_speedup"] = reference["decoder_ms"]["p50"] / report["decoder_p50_ms"]
     if config.lift:
-        from xrseg.lift.bench import bench_extract_and_export, bench_lift, bench_tsdf_integrate
+        from xrseg.lift.bench import bench_extract_and_export, bench_lift, bench_mask_choice, bench_tsdf_integrate
 
         log.info("timing lifting, TSDF integration and mesh export")
         lift = percentiles(bench_lift())
         tsdf = percentiles(bench_tsdf_integrate())
         export = percentiles(bench_extract_and_export())
+        choice = percentiles(bench_mask_choice())
+        report["mask_choice_ms"] = choice["p50"]
         report["lift_ms"] = lift["p50"]
         report["tsdf_integrate_ms"] = tsdf["p50"]
         report["extract_export_ms"] = export["p50"]
-        report["lifting"] = {"lift_ms": lift, "tsdf_integrate_ms": tsdf, "extract_export_ms": export}
+        report["lifting"] = {
+            "mask_choice_ms": choice,
+            "lift_ms": lift,
+            "tsdf_integrate_ms": tsdf,
+            "extract_export_ms": export,
+        }
     if config.stream:
         from xrseg.sam.engine import SamEngine
         from xrseg.stream.bench import bench_publisher, bench_remote_roundtrip
@@ -230,6 +237,7 @@ def format_report(report: dict[str, Any]) -> str:
                 f"{'MobileSAM PyTorch ' + stage:34s} {stats['p50']:9.1f} {stats['p99']:9.1f} {'1.00x':>13s}"
             )
     for key, label in (
+        ("mask_choice_ms", "depth-aware mask choice"),
         ("lift_ms", "lift mask to points"),
         ("tsdf_integrate_ms", "TSDF integrate"),
         ("extract_export_ms", "mesh extract + PLY/OBJ/GLB"),

@@ -18,22 +18,25 @@ pixels without depth) cut out. Then
 
 1. if more than ``max_outside`` of SAM's mask lies off *S* (a group), take the plausible candidate with the
    highest IoU with *S*;
-2. else if SAM's mask covers less than ``part_iou`` of *S* (a part) and a plausible candidate matches *S* with
-   IoU >= ``whole_iou``, take the best such candidate;
+2. else if SAM's mask covers less than ``part_iou`` of *S*, at least ``part_outline`` of its outline runs
+   through the middle of *S* (a part: a texture patch is surrounded by the same surface), and a plausible
+   candidate matches *S* with IoU >= ``whole_iou``, take the best such candidate;
 3. else keep SAM's choice.
 
 Rule 2 makes whole objects the default (what lifting and mesh export want); LARGER/SMALLER events still step
 through the candidates by area. Objects resting on a support are not separated from it by depth (the contact is
-continuous), so *S* may include some of the support: that is why the rule only ever moves *away* from a SAM mask
-that depth contradicts and never towards a bigger one that merely fits *S*.
+continuous), so *S* then holds the support too: a ball on a stand covers a small share of *S*, but most of its
+outline is an occluding contour, not the middle of a surface, which is what the outline test in rule 2 is for.
+Otherwise the rule only moves *away* from a SAM mask that depth contradicts.
 
 Look-through (:func:`look_through_point`): when more than ``enclosed_share`` of the chosen mask's boundary has a
 nearer surface just outside it, the user was almost certainly looking at that nearer surface with a few tenths
 of a degree of tracker error, not at the background through its hole; the pipeline prompts again at the nearest
 pixel of the enclosing surface and applies the same choice.
 
-All of it needs depth; without it (``depth_m`` None or empty) SAM's choice stands. Costs about 2-4 ms on a
-480x360 frame (one connected-components pass and a few box filters).
+All of it needs depth; without it (``depth_m`` None or empty) SAM's choice stands. Costs about 3 ms on a 640x480
+frame on our 2-core machine (``mask_choice_ms`` in ``xrseg bench``): two depth-edge passes, one
+connected-components pass, and box filters over the chosen mask's bounding box.
 """
 
 from __future__ import annotations
@@ -77,6 +80,8 @@ class ChoiceOptions:
     """Candidates whose predicted IoU is within this of the best are plausible."""
     max_outside: float = 0.15
     part_iou: float = 0.5
+    part_outline: float = 0.5
+    """A part: at least this share of the pixels just outside the mask lie on the surface under the gaze."""
     whole_iou: float = 0.8
     enclosed_share: float = 0.6
     """Look-through: this share of the mask's boundary has a nearer surface just outside."""
@@ -138,6 +143,17 @@ def gaze_surface(
     return surface
 
 
+def outline_share(mask: npt.NDArray[np.bool_], surface: npt.NDArray[np.bool_]) -> float:
+    """Share of the pixels just outside ``mask`` (its 8-connected outer ring) that lie on ``surface``.
+
+    ``mask`` and ``surface`` HxW bool. Near 1 for a patch in the middle of a surface; small for an object whose
+    outline is mostly occluding contour (and depth edges, which are never on a surface from
+    :func:`gaze_surface`).
+    """
+    ring = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~mask
+    return int(np.count_nonzero(ring & surface)) / max(int(np.count_nonzero(ring)), 1)
+
+
 def choose_mask(
     prediction: MaskPrediction,
     depth_m: npt.NDArray[np.float32] | None,
@@ -167,11 +183,24 @@ def choose_mask(
     if outside > options.max_outside:
         chosen = max(plausible, key=lambda i: ious[i])
         return MaskChoice(chosen, ChoiceReason.DEPTH_GROUP) if chosen != prediction.best else sam
-    if ious.get(prediction.best, 0.0) < options.part_iou:
+    if ious.get(prediction.best, 0.0) < options.part_iou and (
+        outline_share(masks[prediction.best], surface) >= options.part_outline
+    ):
         wholes = [i for i in plausible if ious[i] >= options.whole_iou]
         if wholes:
             return MaskChoice(max(wholes, key=lambda i: ious[i]), ChoiceReason.DEPTH_WHOLE)
     return sam
+
+
+def _around(mask: npt.NDArray[np.bool_], margin_px: int) -> tuple[slice, slice]:
+    """Row and column slices of ``mask``'s bounding box grown by ``margin_px`` (clipped to the image)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    height, width = mask.shape
+    return (
+        slice(max(int(rows[0]) - margin_px, 0), min(int(rows[-1]) + margin_px + 1, height)),
+        slice(max(int(cols[0]) - margin_px, 0), min(int(cols[-1]) + margin_px + 1, width)),
+    )
 
 
 def enclosed_share(
@@ -182,6 +211,10 @@ def enclosed_share(
     ``mask`` HxW bool; ``depth_m`` HxW float32 metres (0 = none). Compares mean depths over a
     ``window_px``-square window on either side of each boundary pixel; nearer means by more than ``edge_jump``.
     """
+    if not np.any(mask):
+        return 0.0
+    crop = _around(mask, window_px // 2 + 2)  # every pixel the filters read around the boundary
+    mask, depth_m = mask[crop], depth_m[crop]
     depth = np.where(np.isfinite(depth_m) & (depth_m > 0), depth_m, 0).astype(np.float32)
     valid = (depth > 0).astype(np.float32)
     mask_u8 = mask.astype(np.uint8)
@@ -221,6 +254,8 @@ def look_through_point(
     if enclosed_share(mask, depth_m, options.edge_jump) <= options.enclosed_share:
         return None
     gap = options.look_through_gap_px
+    rows, cols = _around(mask, gap + 5)  # the ring reaches gap + 3 pixels out; depth edges one more
+    mask, depth_m = mask[rows, cols], depth_m[rows, cols]
     mask_u8 = mask.astype(np.uint8)
     near = cv2.dilate(mask_u8, np.ones((2 * gap + 1, 2 * gap + 1), np.uint8)).astype(bool)
     ring = cv2.dilate(mask_u8, np.ones((2 * gap + 7, 2 * gap + 7), np.uint8)).astype(bool) & ~near
@@ -228,5 +263,6 @@ def look_through_point(
     ys, xs = np.nonzero(ring)
     if xs.size == 0:
         return None
+    xs, ys = xs + cols.start, ys + rows.start
     nearest = int(np.argmin((xs - gaze_xy[0]) ** 2 + (ys - gaze_xy[1]) ** 2))
     return float(xs[nearest]), float(ys[nearest])

@@ -33,7 +33,7 @@ from xrseg.types import CameraModel, Transform
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["bench_extract_and_export", "bench_lift", "bench_tsdf_integrate"]
+__all__ = ["bench_extract_and_export", "bench_lift", "bench_mask_choice", "bench_tsdf_integrate"]
 
 _SPHERE_CENTER = (0.0, 0.0, 0.0)
 
@@ -86,6 +86,35 @@ def bench_lift(iterations: int = 50) -> list[float]:
         lambda: lift_mask(mask, bench.view.depth_m, bench.view.rgb, bench.camera, bench.world_from_camera),
         iterations,
     )
+
+
+def bench_mask_choice(iterations: int = 50) -> list[float]:
+    """Milliseconds per depth-aware mask choice plus look-through test (:mod:`xrseg.maskchoice`) on the frame:
+    candidates are a patch of the sphere, the sphere, and the sphere with the box (the group case)."""
+    from xrseg.maskchoice import choose_mask, look_through_point
+    from xrseg.sam.records import MaskPrediction
+
+    view = _views(1)[0].view
+    sphere = view.mask(0)
+    ys, xs = np.nonzero(sphere)
+    centre = (float(np.median(xs)), float(np.median(ys)))
+    patch = sphere & (np.hypot(*np.meshgrid(np.arange(640) - centre[0], np.arange(480) - centre[1])) < 20)
+    masks = np.stack([patch, sphere, sphere | view.mask(1)])
+    prediction = MaskPrediction(
+        masks=masks,
+        scores=np.array([0.95, 0.93, 0.96], np.float32),
+        low_res_logits=np.zeros((3, 256, 256), np.float32),
+        stability=np.ones(3, np.float32),
+        best=2,
+    )
+    points = np.array([centre], np.float32)
+    labels = np.ones(1, np.int32)
+
+    def choose() -> None:
+        choice = choose_mask(prediction, view.depth_m, points, labels)
+        look_through_point(masks[choice.index], view.depth_m, centre)
+
+    return _timed(choose, iterations)
 
 
 def bench_tsdf_integrate(iterations: int = 12) -> list[float]:
