@@ -70,6 +70,21 @@ def test_extracted_mesh_is_clean(fused_sphere: tuple[ObjectFusion, o3d.geometry.
     assert mean_colour[0] > mean_colour[1] > mean_colour[2]
 
 
+def test_one_frame_already_gives_the_seen_surface() -> None:
+    """A selection made on a session's last frame is fused from that frame alone: it still gets a mesh, the
+    visible cap of the sphere, on the sphere to within a voxel. Asked for voxels seen twice, there are none."""
+    world_from_camera = look_at((0.0, 0.0, 0.6), (0.0, 0.0, 0.0))
+    view = render_view([SceneObject(make_sphere(RADIUS, (0.0, 0.0, 0.0)))], CAMERA, world_from_camera)
+    fusion = ObjectFusion(voxel_size_m=0.004)
+    fusion.integrate(view.mask(0), view.depth_m, view.rgb, CAMERA, world_from_camera)
+    mesh = fusion.extract_mesh()
+    assert len(mesh.triangles) > 500
+    radii = np.linalg.norm(np.asarray(mesh.vertices), axis=1)
+    assert np.median(np.abs(radii - RADIUS)) < 0.004
+    assert np.asarray(mesh.vertices)[:, 2].min() > -0.02  # the front cap only: the back was never seen
+    assert len(fusion.extract_mesh(min_frames=2).triangles) == 0
+
+
 def test_frames_without_masked_depth_are_skipped() -> None:
     world_from_camera = look_at((0.0, 0.0, 0.6), (0.0, 0.0, 0.0))
     view = render_view([SceneObject(make_sphere(RADIUS, (0.0, 0.0, 0.0)))], CAMERA, world_from_camera)

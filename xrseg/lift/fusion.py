@@ -133,16 +133,22 @@ class ObjectFusion:
         self.pixels_integrated += used
         return used
 
-    def extract_mesh(self, weight_threshold: float = 1.0) -> o3d.geometry.TriangleMesh:
+    def extract_mesh(self, min_frames: int | None = None) -> o3d.geometry.TriangleMesh:
         """The fused surface as a legacy Open3D mesh (metres, world frame, vertex colours in [0, 1]).
 
-        Marching cubes over voxels observed with at least ``weight_threshold`` weight, then
-        :func:`clean_mesh` (largest connected component, no degenerate triangles, vertex normals). Returns an
-        empty mesh when nothing was integrated or no surface was found.
+        Marching cubes over voxels seen in at least ``min_frames`` integrated frames (default: 2 once two or
+        more frames were fused, since voxels seen once, mostly at object borders, are the noisiest; else 1, so
+        a selection fused from a single frame still gets its seen surface), then :func:`clean_mesh` (largest
+        connected component, no degenerate triangles, vertex normals). Returns an empty mesh when nothing was
+        integrated or no surface was found.
         """
         if self.frames_integrated == 0:
             return o3d.geometry.TriangleMesh()
-        mesh = self._grid.extract_triangle_mesh(weight_threshold=weight_threshold).to_legacy()
+        if min_frames is None:
+            min_frames = min(2, self.frames_integrated)
+        # Each frame adds weight 1 and Open3D keeps voxels whose weight is strictly above its threshold.
+        threshold = max(min_frames - 0.5, 0.0)
+        mesh = self._grid.extract_triangle_mesh(weight_threshold=threshold).to_legacy()
         return clean_mesh(mesh)
 
 
