@@ -67,6 +67,8 @@ def make_selection(height: int = 48, width: int = 64) -> Selection:
         gaze_xy=(35.5, 20.25),
         depth_source=DepthSource.DEPTH_IMAGE,
         point_world_m=np.array([0.1, 0.2, -1.4]),
+        mask_choice="depth_whole",
+        look_through=True,
     )
 
 
@@ -205,6 +207,7 @@ def test_selection_event_round_trip_keeps_every_field() -> None:
         1_200_000_000,
     )
     assert (got.score, got.mask_index, got.candidate_scores) == (0.93, 2, (0.5, 0.8, 0.93))
+    assert (got.mask_choice, got.look_through) == ("depth_whole", True)
     assert (
         np.array_equal(got.prompt_points_xy, selection.prompt_points_xy)
         and got.prompt_points_xy.dtype == np.float32
@@ -301,6 +304,17 @@ def test_oversized_event_is_rejected_before_decoding() -> None:
 def test_unknown_header_keys_are_ignored_within_a_major_version() -> None:
     frames = _tamper(selection_frames(make_selection(), META), future_field={"anything": [1, 2]})
     assert isinstance(decode_event(frames), SelectionEvent)
+
+
+def test_a_selection_from_an_older_publisher_without_the_mask_choice_keys_still_decodes() -> None:
+    frames = selection_frames(make_selection(), META)
+    header = json.loads(frames[1])
+    del header["mask_choice"], header["look_through"]
+    event = decode_event([frames[0], json.dumps(header).encode(), *frames[2:]])
+    assert isinstance(event, SelectionEvent)
+    assert (event.selection.mask_choice, event.selection.look_through) == ("sam", False)
+    with pytest.raises(ProtocolError, match="'look_through' must be true or false"):
+        decode_event(_tamper(frames, look_through="yes"))
 
 
 # --- encoder messages ----------------------------------------------------------------------------------------

@@ -181,6 +181,8 @@ def selection_frames(
         "score": _opt_float(selection.score),
         "mask_index": int(selection.mask_index),
         "candidate_scores": [_opt_float(s) for s in selection.candidate_scores],
+        "mask_choice": selection.mask_choice,
+        "look_through": bool(selection.look_through),
         "gaze_xy": _vec(selection.gaze_xy, "gaze_xy"),
         "depth_source": selection.depth_source.value,
         "point_world_m": None
@@ -322,6 +324,8 @@ def _decode_selection(head: Fields, payloads: Mapping[str, Payload], limits: Lim
         gaze_xy=(gaze[0], gaze[1]),
         depth_source=depth_source,
         point_world_m=None if point is None else _frozen(point),
+        mask_choice=head.opt_str("mask_choice", 32) or "sam",  # added in 1.x: absent from older publishers
+        look_through=head.bool_("look_through") if head.has("look_through") else False,
     )
     lifted = None
     lifted_fields = head.opt_obj("lifted")
