@@ -39,14 +39,17 @@ def test_selection_accuracy_and_mask_iou(reports: dict[str, dict], name: str) ->
 
 @pytest.mark.parametrize("name", BUNDLED)
 def test_meshes_match_the_ground_truth_surface_they_saw(reports: dict[str, dict], name: str) -> None:
-    """Objects of 10-40 cm seen from 0.5-2 m (the issue's goal), selected whole (mask IoU >= 0.8): Chamfer
-    distance from the mesh to the ground-truth object <= 1 cm, and within 1 cm (symmetric Chamfer) of the
-    ground-truth surface the fused frames saw, covering most of it."""
+    """Every mesh of an object of 10-40 cm seen from 0.5-2 m (the issue's goal): Chamfer distance from the mesh
+    to the ground-truth object <= 1 cm. Those selected whole (mask IoU >= 0.8) are also within 1 cm (symmetric
+    Chamfer) of the ground-truth surface the fused frames saw, and cover most of it."""
     meshes = reports[name]["meshes"]
-    whole = [m for m in meshes if m["in_goal_range"] and m["selection_correct"] and m["selection_mask_iou"] >= 0.8]
-    assert whole, "some whole objects in the goal range were meshed"
-    for mesh in whole:
+    in_goal = [m for m in meshes if m["in_goal_range"]]
+    assert len(in_goal) >= 4, "objects in the goal range were meshed"
+    for mesh in in_goal:
         assert mesh["chamfer_m"] <= 0.01, mesh
+    whole = [m for m in in_goal if m["selection_correct"] and m["selection_mask_iou"] >= 0.8]
+    assert whole
+    for mesh in whole:
         assert mesh["chamfer_seen_m"] <= 0.01, mesh
         assert mesh["completeness_seen_1cm"] >= 0.8, mesh
 

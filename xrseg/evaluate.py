@@ -13,7 +13,8 @@ export), then each selection is scored against the session's ground truth:
   the projection of the target's true 3D point; also computed with the depth image ignored and a fixed 1 m
   gaze distance, to show what depth-aware reprojection buys (split by target distance below/above 1 m);
 - *latency*: from trigger to mask (prompt + decode; keyframes are encoded ahead on a live run);
-- *meshes*, per exported mesh against its target object's ground-truth mesh: ``chamfer_m``, the Chamfer distance
+- *meshes*, per exported mesh against the ground-truth mesh of the object it depicts (the selected object;
+  meshes of background picks are not scored): ``chamfer_m``, the Chamfer distance
   from the exported mesh to the ground-truth mesh (mean distance of its surface to the true surface, exact to
   the triangles: how far it strays); ``completeness_1cm``, the share of the ground-truth surface within 1 cm
   of it (how much it covers); ``chamfer_symmetric_m``, the mean of both directions. The same symmetric
@@ -203,9 +204,11 @@ def _mesh_scores(
     for entry in objects:
         score = scores.get(entry["selection_id"])
         ply = entry.get("mesh_files", {}).get("ply")
-        if score is None or score.target_object_id is None or ply is None:
+        if score is None or score.target_object_id is None or ply is None or score.selected_object_id == 0:
             continue
-        target_id = score.target_object_id
+        # The mesh depicts what was selected: score it against that object's ground truth, so a wrong pick
+        # counts against selection accuracy, not twice against the mesh as well.
+        target_id = score.selected_object_id
         mesh = o3d.io.read_triangle_mesh(out_dir / ply)
         truth = session.object_mesh(target_id)
         visible: list[np.ndarray] = []
@@ -220,6 +223,7 @@ def _mesh_scores(
         record: dict[str, Any] = {
             "selection_id": entry["selection_id"],
             "object_id": target_id,
+            "target_object_id": score.target_object_id,
             "selection_correct": score.correct,
             "selection_mask_iou": score.mask_iou,
             "distance_m": score.target_distance_m,
