@@ -140,17 +140,11 @@ def test_no_look_through_for_ordinary_masks_or_without_depth() -> None:
 def test_on_a_ray_cast_frame_the_group_gives_way_to_the_sphere() -> None:
     """The benchmark's 640x480 frame (Open3D ray casting, distorted camera): a sphere, a box and a table; the
     candidates a patch of the sphere, the sphere, and sphere + box, SAM preferring the last."""
-    from xrseg.lift.bench import _views, bench_mask_choice
+    from xrseg.lift.bench import bench_mask_choice, mask_choice_case
 
-    view = _views(1)[0].view
-    sphere, box = view.mask(0), view.mask(1)
-    ys, xs = np.nonzero(sphere)
-    centre = (float(np.median(xs)), float(np.median(ys)))
-    rows, cols = np.mgrid[0:480, 0:640]
-    patch = sphere & (np.hypot(cols - centre[0], rows - centre[1]) < 20)
-    pred = prediction([patch, sphere, sphere | box], [0.95, 0.93, 0.96], best=2)
-    choice = choose_mask(pred, view.depth_m, np.array([centre]), POSITIVE)
+    case = mask_choice_case()
+    choice = choose_mask(case.prediction, case.depth_m, np.array([case.gaze_xy]), POSITIVE)
     assert (choice.index, choice.reason) == (1, ChoiceReason.DEPTH_GROUP)
-    assert look_through_point(sphere, view.depth_m, centre) is None
+    assert look_through_point(case.prediction.masks[1], case.depth_m, case.gaze_xy) is None
     times_ms = bench_mask_choice(iterations=3)
     assert len(times_ms) == 3 and all(t > 0 for t in times_ms)

@@ -12,14 +12,17 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from xrseg.errors import InputError
+from xrseg.errors import InputError, SessionError
 from xrseg.runtime import Pipeline, PipelineOptions, PipelineStats, Sink
 from xrseg.sources.base import Source, SourceItem
 from xrseg.types import Fixation, Frame, GazeSample, Selection, Transform
+
+if TYPE_CHECKING:
+    from xrseg.session.reader import Session
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,36 @@ class RunResult:
     stats: PipelineStats
     summary: dict[str, Any]
     out_dir: Path | None
+
+
+def replay_session(
+    session: Session, args: argparse.Namespace, *, realtime: bool = False, speed: float = 1.0
+) -> RunResult:
+    """Run the pipeline on a recorded session with the outputs ``args`` asks for, with a progress bar.
+
+    Raises :class:`SessionError` for a session without camera frames (nothing to segment).
+    """
+    from xrseg.sources.replay import ReplaySource
+
+    if session.frame_count == 0:
+        raise SessionError(
+            f"{session.path} has no camera frames: nothing to segment (an imported gaze-only session?)"
+        )
+    total = (
+        session.frame_count
+        + len(session.head_timestamps_ns)
+        + len(session.gaze_timestamps_ns)
+        + len(session.events())
+    )
+    return run_pipeline(
+        ReplaySource(session, realtime=realtime, speed=speed),
+        session.header.camera,
+        session.header.head_from_camera,
+        args,
+        realtime=realtime,
+        total_items=total,
+        session_path=session.path,
+    )
 
 
 class _Progress(Sink):

@@ -208,9 +208,9 @@ def _mesh_scores(
             continue
         # The mesh depicts what was selected: score it against that object's ground truth, so a wrong pick
         # counts against selection accuracy, not twice against the mesh as well.
-        target_id = score.selected_object_id
+        object_id = score.selected_object_id
         mesh = o3d.io.read_triangle_mesh(out_dir / ply)
-        truth = session.object_mesh(target_id)
+        truth = session.object_mesh(object_id)
         visible: list[np.ndarray] = []
         for index in entry["frames"]:
             world_from_camera = scorer.world_from_camera(index)
@@ -218,11 +218,11 @@ def _mesh_scores(
             ids = session.instance_ids(index)
             if world_from_camera is None or frame.depth_m is None or ids is None:
                 continue
-            lifted = lift_mask(ids == target_id, frame.depth_m, frame.rgb, scorer.camera, world_from_camera)
+            lifted = lift_mask(ids == object_id, frame.depth_m, frame.rgb, scorer.camera, world_from_camera)
             visible.append(lifted.points_world_m)
         record: dict[str, Any] = {
             "selection_id": entry["selection_id"],
-            "object_id": target_id,
+            "object_id": object_id,
             "target_object_id": score.target_object_id,
             "selection_correct": score.correct,
             "selection_mask_iou": score.mask_iou,

@@ -6,10 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from xrseg.app import add_pipeline_arguments, check_out_dir, run_pipeline
+from xrseg.app import add_pipeline_arguments, check_out_dir, replay_session
 from xrseg.errors import SessionError, UsageError
 from xrseg.session.reader import Session
-from xrseg.sources.replay import ReplaySource
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,20 +35,11 @@ def run_export_mesh(args: argparse.Namespace) -> int:
         raise UsageError("export-mesh exports meshes: drop --no-mesh")
     check_out_dir(args.out)
     session = Session.open(args.session)
-    if session.frame_count == 0:
-        raise SessionError(f"{args.session} has no camera frames: nothing to lift")
-    if not session.header.has_depth:
+    for warning in session.warnings:
+        print(f"xrseg: warning: {warning}")
+    if session.frame_count > 0 and not session.header.has_depth:  # no frames at all: replay_session says so
         raise SessionError(f"{args.session} has no depth images: meshes need depth (docs/lifting.md)")
-    total = session.frame_count + len(session.head_timestamps_ns) + len(session.gaze_timestamps_ns)
-    result = run_pipeline(
-        ReplaySource(session),
-        session.header.camera,
-        session.header.head_from_camera,
-        args,
-        realtime=False,
-        total_items=total + len(session.events()),
-        session_path=Path(args.session),
-    )
+    result = replay_session(session, args)
     objects = result.summary.get("objects", [])
     written = 0
     for entry in objects:

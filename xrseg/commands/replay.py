@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from xrseg.app import add_pipeline_arguments, check_out_dir, describe, run_pipeline
+from xrseg.app import add_pipeline_arguments, check_out_dir, describe, replay_session
 from xrseg.errors import SessionError
 from xrseg.session.reader import Session
-from xrseg.sources.replay import ReplaySource
 
 DEMO_SESSION = "tabletop-small"
 
@@ -47,27 +46,7 @@ def run_replay(args: argparse.Namespace) -> int:
     session = Session.open(args.session)
     for warning in session.warnings:
         print(f"xrseg: warning: {warning}")
-    if session.frame_count == 0:
-        raise SessionError(
-            f"{args.session} has no camera frames: nothing to segment (an imported gaze-only session?)"
-        )
-    source = ReplaySource(session, realtime=args.realtime, speed=args.speed)
-    total = (
-        session.frame_count
-        + len(session.head_timestamps_ns)
-        + len(session.gaze_timestamps_ns)
-        + len(session.events())
-    )
-    result = run_pipeline(
-        source,
-        session.header.camera,
-        session.header.head_from_camera,
-        args,
-        realtime=args.realtime,
-        total_items=total,
-        session_path=Path(args.session),
-    )
-    print(describe(result))
+    print(describe(replay_session(session, args, realtime=args.realtime, speed=args.speed)))
     return 0
 
 

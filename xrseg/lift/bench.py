@@ -29,11 +29,20 @@ from xrseg.lift.synthetic import (
     pinhole_camera,
     render_view,
 )
+from xrseg.maskchoice import choose_mask, look_through_point
+from xrseg.sam.records import MaskPrediction
 from xrseg.types import CameraModel, Transform
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["bench_extract_and_export", "bench_lift", "bench_mask_choice", "bench_tsdf_integrate"]
+__all__ = [
+    "MaskChoiceCase",
+    "bench_extract_and_export",
+    "bench_lift",
+    "bench_mask_choice",
+    "bench_tsdf_integrate",
+    "mask_choice_case",
+]
 
 _SPHERE_CENTER = (0.0, 0.0, 0.0)
 
@@ -88,31 +97,45 @@ def bench_lift(iterations: int = 50) -> list[float]:
     )
 
 
-def bench_mask_choice(iterations: int = 50) -> list[float]:
-    """Milliseconds per depth-aware mask choice plus look-through test (:mod:`xrseg.maskchoice`) on the frame:
-    candidates are a patch of the sphere, the sphere, and the sphere with the box (the group case)."""
-    from xrseg.maskchoice import choose_mask, look_through_point
-    from xrseg.sam.records import MaskPrediction
+@dataclass(frozen=True)
+class MaskChoiceCase:
+    """The mask-choice benchmark's input: the frame's HxW float32 ``depth_m``, a 3-candidate ``prediction``
+    (a patch of the sphere, the sphere, sphere + box, SAM preferring the group) and the gaze pixel ``gaze_xy``
+    at the sphere's median pixel."""
 
+    depth_m: npt.NDArray[np.float32]
+    prediction: MaskPrediction
+    gaze_xy: tuple[float, float]
+
+
+def mask_choice_case() -> MaskChoiceCase:
+    """The group case of :mod:`xrseg.maskchoice` on the 640x480 frame; the right answer is the sphere (1)."""
     view = _views(1)[0].view
     sphere = view.mask(0)
     ys, xs = np.nonzero(sphere)
     centre = (float(np.median(xs)), float(np.median(ys)))
-    patch = sphere & (np.hypot(*np.meshgrid(np.arange(640) - centre[0], np.arange(480) - centre[1])) < 20)
-    masks = np.stack([patch, sphere, sphere | view.mask(1)])
+    rows, cols = np.mgrid[0 : sphere.shape[0], 0 : sphere.shape[1]]
+    patch = sphere & (np.hypot(cols - centre[0], rows - centre[1]) < 20)
     prediction = MaskPrediction(
-        masks=masks,
+        masks=np.stack([patch, sphere, sphere | view.mask(1)]),
         scores=np.array([0.95, 0.93, 0.96], np.float32),
         low_res_logits=np.zeros((3, 256, 256), np.float32),
         stability=np.ones(3, np.float32),
         best=2,
     )
-    points = np.array([centre], np.float32)
+    return MaskChoiceCase(view.depth_m, prediction, centre)
+
+
+def bench_mask_choice(iterations: int = 50) -> list[float]:
+    """Milliseconds per depth-aware mask choice plus look-through test (:mod:`xrseg.maskchoice`) on
+    :func:`mask_choice_case`."""
+    case = mask_choice_case()
+    points = np.array([case.gaze_xy], np.float32)
     labels = np.ones(1, np.int32)
 
     def choose() -> None:
-        choice = choose_mask(prediction, view.depth_m, points, labels)
-        look_through_point(masks[choice.index], view.depth_m, centre)
+        choice = choose_mask(case.prediction, case.depth_m, points, labels)
+        look_through_point(case.prediction.masks[choice.index], case.depth_m, case.gaze_xy)
 
     return _timed(choose, iterations)
 
