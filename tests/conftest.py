@@ -31,7 +31,7 @@ def engine():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def sample_images() -> dict[str, np.ndarray]:
     """Segment Anything's four sample photographs as HxWx3 uint8 RGB, by name."""
-    from xrseg.testdata import ensure_sample_images, load_rgb
+    from xrseg.tools.testdata import ensure_sample_images, load_rgb
 
     return {name: load_rgb(path) for name, path in ensure_sample_images().items()}
 

@@ -27,8 +27,8 @@ from xrseg.calibration import (
 from xrseg.cli import main
 from xrseg.errors import CalibrationError
 from xrseg.geometry import unproject_pixels
-from xrseg.scenes.recipe import CameraSpec
-from xrseg.scenes.rig import camera_model, head_from_camera
+from xrseg.tools.scenes.recipe import CameraSpec
+from xrseg.tools.scenes.rig import camera_model, head_from_camera
 from xrseg.types import CameraModel, Frame, GazeRay, GazeSample
 
 REPO = Path(__file__).resolve().parents[1]

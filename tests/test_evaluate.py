@@ -10,7 +10,7 @@ import pytest
 
 from xrseg.app import add_pipeline_arguments
 from xrseg.cli import main
-from xrseg.evaluate import evaluate_session
+from xrseg.tools.evaluate import evaluate_session
 
 SCENES = Path(__file__).resolve().parents[1] / "scenes"
 BUNDLED = ("tabletop-small", "room-small", "desk-near")

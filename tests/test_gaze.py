@@ -1,4 +1,4 @@
-"""Tests for xrseg.gaze on synthetic gaze streams with known fixations."""
+"""Tests for xrseg.select.fixations on synthetic gaze streams with known fixations."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from xrseg.errors import InputError
-from xrseg.gaze import (
+from xrseg.geometry import angle_between_deg
+from xrseg.select.fixations import (
     DwellTrigger,
     EventTrigger,
     FixationDetector,
@@ -22,7 +23,6 @@ from xrseg.gaze import (
     Trigger,
     dispersion_deg,
 )
-from xrseg.geometry import angle_between_deg
 from xrseg.types import EventKind, Fixation, GazeRay, GazeSample, InputEvent
 
 RATE_HZ = 120
@@ -241,7 +241,7 @@ def test_current_fixation_grows_and_is_none_in_a_saccade() -> None:
 def test_out_of_order_samples_are_dropped(caplog: pytest.LogCaptureFixture) -> None:
     detector = IVTDetector()
     detector.push(sample(10, 0.0, 0.0))
-    with caplog.at_level(logging.WARNING, logger="xrseg.gaze"):
+    with caplog.at_level(logging.WARNING, logger="xrseg.select.fixations"):
         assert detector.push(sample(5, 0.0, 0.0)) == []
     assert "not after the previous" in caplog.text
 

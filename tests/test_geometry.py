@@ -9,20 +9,19 @@ import pytest
 
 from xrseg.errors import InputError
 from xrseg.geometry import (
-    GazeMiss,
     PoseTrack,
     angle_between_deg,
     in_image,
     interpolate_transform,
     invert_transform,
     pose_from_transform,
-    project_gaze,
     project_points,
     transform_directions,
     transform_from_pose,
     transform_points,
     unproject_pixels,
 )
+from xrseg.select.projection import GazeMiss, project_gaze
 from xrseg.types import CameraModel, DepthSource, GazeRay, HeadPose
 
 S45 = math.sqrt(0.5)

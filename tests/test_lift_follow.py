@@ -9,7 +9,8 @@ import pytest
 from xrseg.errors import InputError
 from xrseg.lift import FollowParams, ObjectFollower, lift_mask
 from xrseg.lift.follow import Decoder
-from xrseg.lift.synthetic import (
+from xrseg.sam.engine import SamEngine
+from xrseg.tools.synthetic_lift import (
     RenderedView,
     SceneObject,
     look_at,
@@ -18,7 +19,6 @@ from xrseg.lift.synthetic import (
     pinhole_camera,
     render_view,
 )
-from xrseg.sam.engine import SamEngine
 
 CAMERA = pinhole_camera(640, 480, 65.0, (-0.05, 0.01, 0.0, 0.0))
 SPHERE = 0

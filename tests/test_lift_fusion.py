@@ -10,7 +10,7 @@ import pytest
 
 from xrseg.errors import InputError
 from xrseg.lift import ObjectFusion, chamfer_distance_m, clean_mesh, completeness
-from xrseg.lift.synthetic import SceneObject, look_at, make_box, make_sphere, pinhole_camera, render_view
+from xrseg.tools.synthetic_lift import SceneObject, look_at, make_box, make_sphere, pinhole_camera, render_view
 
 CAMERA = pinhole_camera(640, 480, 60.0, (-0.05, 0.01, 0.0, 0.0))
 RADIUS = 0.1

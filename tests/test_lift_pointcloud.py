@@ -10,7 +10,7 @@ import pytest
 from xrseg.errors import InputError
 from xrseg.geometry import invert_transform, transform_points
 from xrseg.lift import BorderFilter, OutlierRemoval, lift_mask, reliable_pixels, to_point_cloud
-from xrseg.lift.synthetic import (
+from xrseg.tools.synthetic_lift import (
     RenderedView,
     SceneObject,
     look_at,

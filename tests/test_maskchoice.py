@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xrseg.maskchoice import (
+from xrseg.sam.records import MaskPrediction
+from xrseg.select.maskchoice import (
     ChoiceReason,
     choose_mask,
     depth_edges,
@@ -19,7 +20,6 @@ from xrseg.maskchoice import (
     look_through_point,
     outline_share,
 )
-from xrseg.sam.records import MaskPrediction
 
 H, W = 120, 160
 ROWS, COLS = np.mgrid[0:H, 0:W]
@@ -140,7 +140,7 @@ def test_no_look_through_for_ordinary_masks_or_without_depth() -> None:
 def test_on_a_ray_cast_frame_the_group_gives_way_to_the_sphere() -> None:
     """The benchmark's 640x480 frame (Open3D ray casting, distorted camera): a sphere, a box and a table; the
     candidates a patch of the sphere, the sphere, and sphere + box, SAM preferring the last."""
-    from xrseg.lift.bench import bench_mask_choice, mask_choice_case
+    from xrseg.tools.bench_lift import bench_mask_choice, mask_choice_case
 
     case = mask_choice_case()
     choice = choose_mask(case.prediction, case.depth_m, np.array([case.gaze_xy]), POSITIVE)

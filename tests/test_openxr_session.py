@@ -10,7 +10,7 @@ import pytest
 import xr
 
 from xrseg.errors import InputError, RuntimeUnavailableError
-from xrseg.geometry import project_gaze
+from xrseg.select.projection import project_gaze
 from xrseg.sources.clock import ClockMapping, split_ns, xr_time_value
 from xrseg.sources.openxr import GazeMode, gaze_mode_for
 from xrseg.sources.openxr_ext import (

@@ -1,4 +1,4 @@
-"""Known-answer tests for xrseg.prompter: fixation samples to point prompts on a keyframe."""
+"""Known-answer tests for xrseg.select.prompter: fixation samples to point prompts on a keyframe."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from xrseg.errors import InputError
 from xrseg.geometry import PoseTrack, transform_from_pose
-from xrseg.prompter import Prompt, Prompter, PromptMiss
+from xrseg.select.prompter import Prompt, Prompter, PromptMiss
 from xrseg.types import CameraModel, DepthSource, GazeRay, GazeSample
 
 CAMERA = CameraModel(640, 480, 500.0, 500.0, 319.5, 239.5)

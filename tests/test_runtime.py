@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from xrseg.cli import main
-from xrseg.runtime import Drop, Pipeline, PipelineOptions, Sink
+from xrseg.select.pipeline import Drop, Pipeline, PipelineOptions, Sink
 from xrseg.session.reader import Session
 from xrseg.sources.replay import ReplaySource
 from xrseg.types import EventKind, Frame, GazeRay, GazeSample, InputEvent, Selection, Transform

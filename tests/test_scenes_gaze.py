@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from xrseg.geometry import in_image, invert_transform, project_gaze, project_points, transform_points
-from xrseg.scenes import ScenePlan, plan_scene, recipe_from_dict
-from xrseg.scenes.scanpath import (
+from xrseg.geometry import in_image, invert_transform, project_points, transform_points
+from xrseg.select.projection import project_gaze
+from xrseg.tools.scenes import ScenePlan, plan_scene, recipe_from_dict
+from xrseg.tools.scenes.scanpath import (
     T0_NS,
     angular_offsets,
     minimum_jerk,
@@ -20,7 +21,7 @@ from xrseg.scenes.scanpath import (
     saccade_duration_ms,
     stream_timestamps,
 )
-from xrseg.scenes.trajectory import (
+from xrseg.tools.scenes.trajectory import (
     NECK_TO_EYE_HEAD_M,
     HeadTrajectory,
     HeadTurn,

@@ -11,7 +11,7 @@ import pytest
 
 from xrseg.cli import main
 from xrseg.errors import InputError
-from xrseg.scenes.recipe import load_recipe, recipe_from_dict
+from xrseg.tools.scenes.recipe import load_recipe, recipe_from_dict
 
 SCENES = Path(__file__).resolve().parents[1] / "scenes"
 BUNDLED = sorted(SCENES.glob("*.json"))
@@ -121,7 +121,7 @@ def test_command_reports_bad_recipe_in_one_line(tmp_path: Path, capsys: pytest.C
 
 
 def test_unplaceable_objects_are_an_input_error(tmp_path: Path) -> None:
-    from xrseg.scenes import plan_scene
+    from xrseg.tools.scenes import plan_scene
 
     recipe = recipe_from_dict(
         {"name": "crowded", "placement": {"count": 30, "size_m": [0.35, 0.4], "distance_m": [0.5, 0.6]}}

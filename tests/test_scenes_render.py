@@ -10,11 +10,11 @@ import open3d as o3d
 import pytest
 
 from xrseg.errors import InputError
-from xrseg.scenes.layout import Surface, shape_mesh
-from xrseg.scenes.materials import Material, texture_factor, value_noise
-from xrseg.scenes.recipe import CameraSpec
-from xrseg.scenes.render import Renderer
-from xrseg.scenes.rig import camera_model, head_from_camera
+from xrseg.tools.scenes.layout import Surface, shape_mesh
+from xrseg.tools.scenes.materials import Material, texture_factor, value_noise
+from xrseg.tools.scenes.recipe import CameraSpec
+from xrseg.tools.scenes.render import Renderer
+from xrseg.tools.scenes.rig import camera_model, head_from_camera
 from xrseg.types import CameraModel
 
 # An odd-sized ideal pinhole: the centre pixel (80, 60) looks exactly along +z.

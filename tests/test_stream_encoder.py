@@ -386,7 +386,7 @@ def test_client_survives_a_server_restart(photo: np.ndarray, reference: ImageEmb
 
 
 def test_bench_remote_roundtrip_reports_both_sides() -> None:
-    from xrseg.stream.bench import bench_remote_roundtrip
+    from xrseg.tools.bench_stream import bench_remote_roundtrip
 
     image = np.full((30, 40, 3), 7, np.uint8)
     result = bench_remote_roundtrip(MeanEncoder(), image, n=3, image_encoding="raw")

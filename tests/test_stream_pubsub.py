@@ -195,7 +195,7 @@ def test_listen_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_bench_publisher_delivers_every_event_to_a_live_subscriber() -> None:
-    from xrseg.stream.bench import bench_publisher
+    from xrseg.tools.bench_stream import bench_publisher
 
     result = bench_publisher(20, "png+rle", 120, 160)
     assert result.n == 20 and result.received == 20 and result.mask_hw == (120, 160)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xrseg.errors import InputError
-from xrseg.viz.overlay import (
+from xrseg.sinks.viz.overlay import (
     FIXATION_RGB,
     GAZE_EDGE_RGB,
     GAZE_RADIUS_PX,

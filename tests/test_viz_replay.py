@@ -9,12 +9,12 @@ from pathlib import Path
 import cv2
 import pytest
 
-from xrseg.runtime import Pipeline, Sink
+from xrseg.select.pipeline import Pipeline, Sink
 from xrseg.session.reader import Session
+from xrseg.sinks.viz.video import TILE_CAPTION_HEIGHT_PX, TILE_IMAGE_HEIGHT_PX, TILE_WIDTH_PX, OverlayVideoSink
+from xrseg.sinks.viz.window import ViewerSink
 from xrseg.sources.replay import ReplaySource
 from xrseg.types import Frame, Selection, Transform
-from xrseg.viz.video import TILE_CAPTION_HEIGHT_PX, TILE_IMAGE_HEIGHT_PX, TILE_WIDTH_PX, OverlayVideoSink
-from xrseg.viz.window import ViewerSink
 
 SESSION = Path(__file__).resolve().parents[1] / "scenes" / "tabletop-small"
 LIMIT_NS = 2_500_000_000
@@ -44,7 +44,7 @@ def replay(engine, tmp_path_factory):  # type: ignore[no-untyped-def]
     rrd = None
     if shutil.which("rerun") is not None:
         try:
-            from xrseg.viz.rerun_log import RerunSink
+            from xrseg.sinks.viz.rerun_log import RerunSink
         except ImportError:  # pragma: no cover - the rerun extra is optional
             pass
         else:

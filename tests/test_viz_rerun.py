@@ -11,7 +11,7 @@ import pytest
 
 from tests.test_viz_tracker import CAMERA, HEAD_FROM_CAMERA, frame, make_selection, sample, world_from_camera_at
 from xrseg.errors import InputError
-from xrseg.runtime import Drop, PipelineStats, Timing
+from xrseg.select.pipeline import Drop, PipelineStats, Timing
 from xrseg.types import Fixation
 
 rerun = pytest.importorskip("rerun", reason="the `rerun` extra (rerun-sdk) is not installed")
@@ -60,8 +60,8 @@ def test_recording_has_the_expected_entities(tmp_path: Path) -> None:
     import open3d as o3d
 
     from xrseg.lift.export import export_mesh
-    from xrseg.lift.sink import MeshSink, ObjectResult
-    from xrseg.viz.rerun_log import RerunSink
+    from xrseg.sinks.mesh import MeshSink, ObjectResult
+    from xrseg.sinks.viz.rerun_log import RerunSink
 
     # A real MeshSink whose result for selection 1 points at a real exported mesh (as after following).
     meshes = MeshSink(tmp_path / "out", CAMERA, None, None, follow_frames=0)  # type: ignore[arg-type]
@@ -104,7 +104,7 @@ def test_recording_has_the_expected_entities(tmp_path: Path) -> None:
 
 
 def test_missing_directory_target_is_refused(tmp_path: Path) -> None:
-    from xrseg.viz.rerun_log import RerunSink
+    from xrseg.sinks.viz.rerun_log import RerunSink
 
     with pytest.raises(InputError, match="is a directory"):
         RerunSink(tmp_path, CAMERA, HEAD_FROM_CAMERA)

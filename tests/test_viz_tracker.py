@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from xrseg.sinks.viz.overlay import GAZE_RGB
+from xrseg.sinks.viz.tracker import FramePoses, MaskCarrier, OverlayTracker
 from xrseg.types import (
     CameraModel,
     DepthSource,
@@ -14,8 +16,6 @@ from xrseg.types import (
     GazeSample,
     Selection,
 )
-from xrseg.viz.overlay import GAZE_RGB
-from xrseg.viz.tracker import FramePoses, MaskCarrier, OverlayTracker
 
 # A 64x48 ideal pinhole with f = 50 px and the principal point on a pixel centre.
 CAMERA = CameraModel(64, 48, 50.0, 50.0, 32.0, 24.0)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.test_viz_tracker import CAMERA, HEAD_FROM_CAMERA, frame, make_selection, world_from_camera_at
 from xrseg.errors import InputError
-from xrseg.viz.video import (
+from xrseg.sinks.viz.video import (
     SHEET_BACKGROUND_RGB,
     TILE_CAPTION_HEIGHT_PX,
     TILE_IMAGE_HEIGHT_PX,

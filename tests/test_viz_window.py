@@ -9,8 +9,8 @@ import cv2
 import pytest
 
 from tests.test_viz_tracker import CAMERA, HEAD_FROM_CAMERA, frame, sample, world_from_camera_at
+from xrseg.sinks.viz.window import ViewerSink, display_problem, opencv_has_gui
 from xrseg.types import EventKind, InputEvent
-from xrseg.viz.window import ViewerSink, display_problem, opencv_has_gui
 
 
 def test_headless_opencv_is_detected() -> None:
@@ -30,7 +30,7 @@ def test_no_display_without_gui_or_display(monkeypatch: pytest.MonkeyPatch) -> N
 
 @pytest.mark.skipif(display_problem() is None, reason="a display is available here: a window would open")
 def test_headless_viewer_warns_once_and_carries_on(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="xrseg.viz.window"):
+    with caplog.at_level(logging.WARNING, logger="xrseg.sinks.viz.window"):
         viewer = ViewerSink(CAMERA, HEAD_FROM_CAMERA)
         for i in range(5):
             viewer.on_frame(frame(i, i * 100_000_000), world_from_camera_at(0.0))

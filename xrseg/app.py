@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from xrseg.errors import InputError, SessionError
-from xrseg.runtime import Pipeline, PipelineOptions, PipelineStats, Sink
+from xrseg.select.pipeline import Pipeline, PipelineOptions, PipelineStats, Sink
 from xrseg.sources.base import Source, SourceItem
 from xrseg.types import Fixation, Frame, GazeSample, Selection, Transform
 
@@ -170,7 +170,7 @@ def run_pipeline(
 ) -> RunResult:
     """Run the pipeline on ``source`` with the outputs ``args`` asks for; returns stats and the summary."""
     from xrseg.fileio import write_json_atomic
-    from xrseg.outputs import SelectionWriter, summary_record
+    from xrseg.sinks.files import SelectionWriter, summary_record
 
     options = pipeline_options(args, realtime)
     engine, encoder = make_engine_and_encoder(args)
@@ -180,22 +180,22 @@ def run_pipeline(
     if out_dir is not None:
         sinks.append(SelectionWriter(out_dir))
         if not args.no_mesh:
-            from xrseg.lift.sink import MeshSink
+            from xrseg.sinks.mesh import MeshSink
 
             mesh_sink = MeshSink(out_dir, camera, engine, encoder, args.follow_frames, session_path)
             sinks.append(mesh_sink)
         if not args.no_video:
-            from xrseg.viz.video import OverlayVideoSink
+            from xrseg.sinks.viz.video import OverlayVideoSink
 
             sinks.append(OverlayVideoSink(out_dir, camera, head_from_camera, source_label=_label(session_path)))
     viewer = None
     if args.view:
-        from xrseg.viz.window import ViewerSink
+        from xrseg.sinks.viz.window import ViewerSink
 
         viewer = ViewerSink(camera, head_from_camera, source_label=_label(session_path))
         sinks.append(viewer)
     if args.rerun is not None:
-        from xrseg.viz.rerun_log import RerunSink
+        from xrseg.sinks.viz.rerun_log import RerunSink
 
         sinks.append(RerunSink(args.rerun, camera, head_from_camera, mesh_sink=mesh_sink))  # after MeshSink
     sinks.extend(extra_sinks)

@@ -266,7 +266,7 @@ class Selection:
     ``prompt_labels`` N int32 (1 foreground, 0 background). ``mask_index`` is which of the decoder's masks was
     chosen and ``candidate_scores`` the predicted IoU of every candidate, so a user can step to a larger or
     smaller mask. ``point_world_m`` is the 3D gaze hit point when depth was available. ``mask_choice`` says how
-    the mask was chosen (:class:`xrseg.maskchoice.ChoiceReason` values, or ``"step"`` after LARGER/SMALLER);
+    the mask was chosen (:class:`xrseg.select.maskchoice.ChoiceReason` values, or ``"step"`` after LARGER/SMALLER);
     ``look_through`` is True when the gaze went through a hole and the prompt was moved to the nearer surface
     around it (``prompt_points_xy`` are then the moved prompt, ``gaze_xy`` still the gaze).
     """

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xrseg.bench import BenchConfig, format_report, run_bench
+    from xrseg.tools.bench import BenchConfig, format_report, run_bench
 
     config = BenchConfig(
         encoder_runs=4 if args.quick else args.encoder_runs,

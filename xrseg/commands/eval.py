@@ -26,7 +26,7 @@ def _fmt(value: float | None, unit: str = "", scale: float = 1.0, digits: int = 
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from xrseg.evaluate import evaluate_session
+    from xrseg.tools.evaluate import evaluate_session
 
     check_out_dir(args.out)
     report = evaluate_session(args.session, args)

@@ -30,7 +30,7 @@ def resolve_recipe(name: str) -> Path:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from xrseg.scenes import generate_session, load_recipe
+    from xrseg.tools.scenes import generate_session, load_recipe
 
     recipe = load_recipe(resolve_recipe(args.recipe)).with_overrides(
         seed=args.seed, accuracy_deg=args.accuracy_deg, precision_deg=args.precision_deg
@@ -47,7 +47,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from xrseg.scenes import load_recipe
+    from xrseg.tools.scenes import load_recipe
 
     for path in sorted(BUNDLED_RECIPES.glob("*.json")):
         recipe = load_recipe(path)

@@ -5,7 +5,7 @@ surface near its centre (a ray from the eye toward the object's centre, or towar
 is hidden, must hit that object first). A target is accepted only when the eye sees it at the fixation's start,
 middle and end, it is within ``max_view_angle_deg`` of straight ahead, and the camera frame nearest the fixation
 centre shows the object on a 5x5 pixel patch around the target's projection. Each fixation also starts a head
-turn (see :mod:`xrseg.scenes.trajectory`), so planning and head motion are built together.
+turn (see :mod:`xrseg.tools.scenes.trajectory`), so planning and head motion are built together.
 
 Synthesis (:func:`synthesize_gaze`) samples the true gaze at the eye tracker's rate (fixation: toward the
 target from the moving eye plus fixational drift; saccade: a minimum-jerk rotation between the two targets,
@@ -26,10 +26,10 @@ import numpy.typing as npt
 
 from xrseg.errors import InputError
 from xrseg.geometry import in_image, invert_transform, project_points
-from xrseg.scenes.layout import SceneLayout, SceneObject
-from xrseg.scenes.recipe import GazeErrorSpec, ScanpathSpec, TrajectorySpec
-from xrseg.scenes.render import Renderer
-from xrseg.scenes.trajectory import HeadTrajectory, HeadTurn, MotionNoise, yaw_pitch_towards
+from xrseg.tools.scenes.layout import SceneLayout, SceneObject
+from xrseg.tools.scenes.recipe import GazeErrorSpec, ScanpathSpec, TrajectorySpec
+from xrseg.tools.scenes.render import Renderer
+from xrseg.tools.scenes.trajectory import HeadTrajectory, HeadTurn, MotionNoise, yaw_pitch_towards
 from xrseg.types import Transform, Vec3
 
 logger = logging.getLogger(__name__)

@@ -37,8 +37,8 @@ import numpy as np
 from xrseg.app import RunResult, pipeline_options, run_pipeline
 from xrseg.errors import SessionError
 from xrseg.geometry import PoseTrack, angle_between_deg, invert_transform, project_points, transform_points
-from xrseg.prompter import Prompt, Prompter, evenly_spaced
-from xrseg.runtime import Sink
+from xrseg.select.pipeline import Sink
+from xrseg.select.prompter import Prompt, Prompter, evenly_spaced
 from xrseg.session.format import FixationTarget
 from xrseg.session.reader import Session
 from xrseg.sources.replay import ReplaySource

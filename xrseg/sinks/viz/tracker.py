@@ -1,6 +1,6 @@
 """A pipeline sink that follows what happens and builds the overlay of each frame (:class:`OverlayTracker`).
 
-The window (:mod:`xrseg.viz.window`) and the video writer (:mod:`xrseg.viz.video`) build on it.
+The window (:mod:`xrseg.sinks.viz.window`) and the video writer (:mod:`xrseg.sinks.viz.video`) build on it.
 
 How things land on a frame:
 
@@ -10,7 +10,7 @@ How things land on a frame:
   for a sample's time (a sample newer than the newest frame, or older than the oldest kept, gets the nearest
   frame's pose). With frames at 5-60 Hz this misses head motion between frames that is not linear; the
   pipeline itself uses the full head-pose track for prompts, so this approximation affects only the drawing.
-  The cursor is the newest usable raw sample, projected with :class:`~xrseg.geometry.GazeProjector` through
+  The cursor is the newest usable raw sample, projected with :class:`GazeProjector` through
   the frame's depth (then vergence, then ``fallback_depth_m``). The trail (the last ``trail_s`` seconds of
   raw samples) is projected at the cursor's distance without ray marching, which is cheap and close enough.
 - Fixation. The latest completed fixation (the detector reports one when it ends), for ``fixation_hold_s``
@@ -20,7 +20,7 @@ How things land on a frame:
   on a regular grid) are lifted to the world once, projected into each frame and closed morphologically.
   Occlusion is not modelled. Without depth or poses the keyframe mask is drawn as it is.
 - The heads-up line: the source label, how the cursor's distance was found, the last encoder and decoder
-  latencies and the drop counters of :class:`~xrseg.runtime.PipelineStats` (set :attr:`stats` once the
+  latencies and the drop counters of :class:`~xrseg.select.pipeline.PipelineStats` (set :attr:`stats` once the
   pipeline exists), and the number of selections.
 """
 
@@ -35,8 +35,10 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from xrseg.geometry import GazeProjector, PoseTrack, invert_transform, project_points, transform_points
-from xrseg.runtime import Drop, PipelineStats, Sink
+from xrseg.geometry import PoseTrack, invert_transform, project_points, transform_points
+from xrseg.select.pipeline import Drop, PipelineStats, Sink
+from xrseg.select.projection import GazeProjector
+from xrseg.sinks.viz.overlay import FixationMark, MaskMark, OverlayLayers, render_overlay, selection_colour
 from xrseg.types import (
     CameraModel,
     Fixation,
@@ -47,7 +49,6 @@ from xrseg.types import (
     Transform,
     as_transform,
 )
-from xrseg.viz.overlay import FixationMark, MaskMark, OverlayLayers, render_overlay, selection_colour
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ class OverlayTracker(Sink):
     """Follows the pipeline's gaze, fixations and selections and renders each frame's overlay.
 
     ``camera`` and ``head_from_camera`` (4x4 float64) are the session's. ``stats`` is the pipeline's
-    :class:`~xrseg.runtime.PipelineStats` for the heads-up line (it may be set later: ``tracker.stats =
+    :class:`~xrseg.select.pipeline.PipelineStats` for the heads-up line (it may be set later: ``tracker.stats =
     pipeline.stats``); ``source_label`` names the gaze source there (e.g. "replay tabletop-small", "openxr").
     See the module docstring for how each layer is placed.
     """

@@ -3,8 +3,8 @@
 ``xrseg scene generate RECIPE --out PATH`` is the command; :func:`generate_session` the library entry point.
 """
 
-from xrseg.scenes.generate import ScenePlan, generate_session, plan_scene, write_session
-from xrseg.scenes.recipe import Recipe, load_recipe, recipe_from_dict
+from xrseg.tools.scenes.generate import ScenePlan, generate_session, plan_scene, write_session
+from xrseg.tools.scenes.recipe import Recipe, load_recipe, recipe_from_dict
 
 __all__ = [
     "Recipe",

@@ -18,8 +18,8 @@ import open3d as o3d
 
 from xrseg.errors import InputError
 from xrseg.geometry import invert_transform
-from xrseg.scenes.materials import Material, distinct_colors
-from xrseg.scenes.recipe import ObjectSpec, PlacementSpec, Recipe, RoomSpec, TableSpec
+from xrseg.tools.scenes.materials import Material, distinct_colors
+from xrseg.tools.scenes.recipe import ObjectSpec, PlacementSpec, Recipe, RoomSpec, TableSpec
 from xrseg.types import Transform, Vec3
 
 logger = logging.getLogger(__name__)

@@ -2,8 +2,8 @@
 
 A small, exact renderer: one ray per pixel centre through the camera's lens model (the cached ray grid, so
 distortion is included), depth along camera +z, an instance id per pixel and Lambert-shaded colours. The full
-scene generator lives in :mod:`xrseg.scenes`; this one exists so the lifting code can be measured and tested on
-real geometry without it.
+scene generator lives in :mod:`~xrseg.tools.scenes`; this one exists so the lifting code can be measured and
+tested on real geometry without it.
 """
 
 from __future__ import annotations

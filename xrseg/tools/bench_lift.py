@@ -20,7 +20,9 @@ import numpy.typing as npt
 from xrseg.lift.export import export_mesh
 from xrseg.lift.fusion import ObjectFusion
 from xrseg.lift.pointcloud import lift_mask
-from xrseg.lift.synthetic import (
+from xrseg.sam.records import MaskPrediction
+from xrseg.select.maskchoice import choose_mask, look_through_point
+from xrseg.tools.synthetic_lift import (
     RenderedView,
     SceneObject,
     look_at,
@@ -29,8 +31,6 @@ from xrseg.lift.synthetic import (
     pinhole_camera,
     render_view,
 )
-from xrseg.maskchoice import choose_mask, look_through_point
-from xrseg.sam.records import MaskPrediction
 from xrseg.types import CameraModel, Transform
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class MaskChoiceCase:
 
 
 def mask_choice_case() -> MaskChoiceCase:
-    """The group case of :mod:`xrseg.maskchoice` on the 640x480 frame; the right answer is the sphere (1)."""
+    """The group case of the mask choice on the 640x480 frame; the right answer is the sphere (1)."""
     view = _views(1)[0].view
     sphere = view.mask(0)
     ys, xs = np.nonzero(sphere)
@@ -127,7 +127,7 @@ def mask_choice_case() -> MaskChoiceCase:
 
 
 def bench_mask_choice(iterations: int = 50) -> list[float]:
-    """Milliseconds per depth-aware mask choice plus look-through test (:mod:`xrseg.maskchoice`) on
+    """Milliseconds per depth-aware mask choice plus look-through test (:mod:`xrseg.select.maskchoice`) on
     :func:`mask_choice_case`."""
     case = mask_choice_case()
     points = np.array([case.gaze_xy], np.float32)

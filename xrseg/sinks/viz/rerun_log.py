@@ -26,10 +26,11 @@ Open it with ``rerun FILE.rrd``. Everything is on one timeline, ``time``, a dura
 ==================================  ===========================================================================
 
 Gaze in 3D. Sinks get no head poses, so each sample's head pose is interpolated between the head poses of
-the frames around it (``world_from_camera @ inv(head_from_camera)``; see :class:`xrseg.viz.tracker.FramePoses`)
-and held after the newest frame. Its distance comes from ray-marching the newest frame's depth for the newest
-sample once per frame (:class:`~xrseg.geometry.GazeProjector`, then vergence, then ``fallback_depth_m``);
-samples between frames reuse that distance. A rejected selection's ``world/objects/NNNN`` is cleared.
+the frames around it (``world_from_camera @ inv(head_from_camera)``; see
+:class:`~xrseg.sinks.viz.tracker.FramePoses`) and held after the newest frame. Its distance comes from
+ray-marching the newest frame's depth for the newest sample once per frame
+(:class:`~xrseg.select.projection.GazeProjector`, then vergence, then ``fallback_depth_m``); samples between
+frames reuse that distance. A rejected selection's ``world/objects/NNNN`` is cleared.
 
 The file is written to a hidden temporary name beside ``path`` and renamed when the stream ends.
 """
@@ -45,14 +46,15 @@ import numpy as np
 import numpy.typing as npt
 
 from xrseg.errors import InputError, XrsegError
-from xrseg.geometry import GazeProjector, transform_directions, transform_points
-from xrseg.runtime import Drop, PipelineStats, Sink
+from xrseg.geometry import transform_directions, transform_points
+from xrseg.select.pipeline import Drop, PipelineStats, Sink
+from xrseg.select.projection import GazeProjector
+from xrseg.sinks.viz.overlay import NEGATIVE_RGB, POSITIVE_RGB, selection_colour
+from xrseg.sinks.viz.tracker import FramePoses
 from xrseg.types import CameraModel, Fixation, Frame, GazeRay, GazeSample, Selection, Transform, as_transform
-from xrseg.viz.overlay import NEGATIVE_RGB, POSITIVE_RGB, selection_colour
-from xrseg.viz.tracker import FramePoses
 
 if TYPE_CHECKING:
-    from xrseg.lift.sink import MeshSink
+    from xrseg.sinks.mesh import MeshSink
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ class RerunSink(Sink):
     """Logs a run to the Rerun recording ``path`` (.rrd); see the module docstring for the entities.
 
     ``camera`` and ``head_from_camera`` (4x4 float64) are the session's. ``mesh_sink``: the run's
-    :class:`~xrseg.lift.sink.MeshSink`, whose exported meshes are logged as they appear (put this sink after it
+    :class:`~xrseg.sinks.mesh.MeshSink`, whose exported meshes are logged as they appear (put this sink after it
     in the pipeline's sink list so its meshes are finished first). ``stats``: the pipeline's statistics for
     the latency scalars (may be set later: ``sink.stats = pipeline.stats``). ``jpeg_quality`` compresses the
     RGB frames (None: raw RGB, three times larger). ``fallback_depth_m`` is the gaze distance when neither

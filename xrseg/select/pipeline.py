@@ -2,8 +2,8 @@
 
 Per gaze sample: One Euro filter -> I-VT fixation detector -> dwell trigger (and SELECT events). Per trigger:
 pick the keyframe (see below), make point prompts from the fixation's raw samples through that keyframe's
-pose and depth (:mod:`xrseg.prompter`), decode, choose a mask with the keyframe's depth (and prompt again if
-the gaze looked through a hole; :mod:`xrseg.maskchoice`), and hand a :class:`~xrseg.types.Selection` to the
+pose and depth (:mod:`xrseg.select.prompter`), decode, choose a mask with the keyframe's depth (and prompt again if
+the gaze looked through a hole; :mod:`xrseg.select.maskchoice`), and hand a :class:`~xrseg.types.Selection` to the
 sinks. REJECT, LARGER and SMALLER events act on the latest selection.
 
 Keyframes. Deterministic mode (replay, the default): the keyframe for a trigger is the newest frame at or
@@ -33,11 +33,11 @@ from typing import Protocol
 import numpy as np
 
 from xrseg.errors import InputError
-from xrseg.gaze import DwellTrigger, EventTrigger, GazeHistory, IVTDetector, OneEuroFilter, Trigger
 from xrseg.geometry import PoseTrack
-from xrseg.maskchoice import ChoiceOptions, ChoiceReason, MaskChoice, choose_mask, look_through_point
-from xrseg.prompter import Prompt, Prompter, PromptMiss, evenly_spaced
 from xrseg.sam.records import ImageEmbedding, MaskPrediction
+from xrseg.select.fixations import DwellTrigger, EventTrigger, GazeHistory, IVTDetector, OneEuroFilter, Trigger
+from xrseg.select.maskchoice import ChoiceOptions, ChoiceReason, MaskChoice, choose_mask, look_through_point
+from xrseg.select.prompter import Prompt, Prompter, PromptMiss, evenly_spaced
 from xrseg.sources.base import Source, SourceItem
 from xrseg.types import (
     CameraModel,
@@ -99,7 +99,7 @@ class PipelineOptions:
     multimask: bool = True
     depth_mask_choice: bool = True
     """Choose among the candidate masks with the keyframe's depth and correct look-throughs
-    (:mod:`xrseg.maskchoice`); False keeps SAM's own ambiguity rule."""
+    (:mod:`xrseg.select.maskchoice`); False keeps SAM's own ambiguity rule."""
     choice: ChoiceOptions = field(default_factory=ChoiceOptions)
     realtime: bool = False
     """Encode keyframes asynchronously (latest wins) instead of on demand."""

@@ -29,10 +29,10 @@ from collections.abc import Callable, Iterable, Iterator
 import cv2
 import numpy as np
 
-from xrseg.runtime import PipelineStats
+from xrseg.select.pipeline import PipelineStats
+from xrseg.sinks.viz.tracker import OverlayTracker
 from xrseg.sources.base import SourceItem
 from xrseg.types import CameraModel, EventKind, Frame, InputEvent, Transform
-from xrseg.viz.tracker import OverlayTracker
 
 log = logging.getLogger(__name__)
 

@@ -4,17 +4,17 @@ Why several samples. One gaze sample is noisy: eye trackers jitter by a fraction
 between samples, which is several pixels on a keyframe and enough to fall off a thin object. A fixation lasts
 a few hundred milliseconds, i.e. dozens of samples at 90-200 Hz. Each sample is projected on its own, with the
 head pose at that sample's time (the head moves during a fixation and the keyframe was taken at another time,
-see :func:`xrseg.geometry.project_gaze`); the median of the projections averages the noise away, samples that
-miss the keyframe are dropped, and outliers (a blink edge, a tracker glitch, the tail of a saccade) are
-removed with a median-absolute-deviation test. The median pixel is the first, most trusted positive point;
-a few more inlier pixels, spread as far apart as possible, tell the decoder how large the looked-at region
-is. Previously rejected picks (:class:`xrseg.types.EventKind` REJECT) come back as world points and are added
-as negative points where they are visible in this keyframe.
+see :func:`~xrseg.select.projection.project_gaze`); the median of the projections averages the noise away,
+samples that miss the keyframe are dropped, and outliers (a blink edge, a tracker glitch, the tail of a
+saccade) are removed with a median-absolute-deviation test. The median pixel is the first, most trusted
+positive point; a few more inlier pixels, spread as far apart as possible, tell the decoder how large the
+looked-at region is. Previously rejected picks (:class:`xrseg.types.EventKind` REJECT) come back as world
+points and are added as negative points where they are visible in this keyframe.
 
 Part or whole? Looking at the handle of a mug does not say whether the user wants the handle or the mug.
 The prompter does not guess: the prompt goes to the decoder in multimask mode, which returns several
 candidate masks (typically part, larger part, whole object) with predicted IoU scores. The runtime picks
-one with the keyframe's depth, preferring the whole object under the gaze (:mod:`xrseg.maskchoice`), and
+one with the keyframe's depth, preferring the whole object under the gaze (:mod:`xrseg.select.maskchoice`), and
 keeps the others so the user can step to a larger or smaller mask (``EventKind.LARGER`` / ``SMALLER``); see
 :class:`xrseg.types.Selection`.
 """
@@ -31,14 +31,8 @@ import numpy as np
 import numpy.typing as npt
 
 from xrseg.errors import InputError
-from xrseg.geometry import (
-    GazeProjector,
-    PoseTrack,
-    in_image,
-    invert_transform,
-    project_points,
-    transform_points,
-)
+from xrseg.geometry import PoseTrack, in_image, invert_transform, project_points, transform_points
+from xrseg.select.projection import GazeProjector
 from xrseg.types import CameraModel, DepthSource, GazeSample, Transform, Vec3, as_transform
 
 logger = logging.getLogger(__name__)

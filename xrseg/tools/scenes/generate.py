@@ -22,11 +22,13 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from xrseg.scenes.layout import SceneLayout, build_layout
-from xrseg.scenes.recipe import Recipe
-from xrseg.scenes.render import Renderer
-from xrseg.scenes.rig import camera_model, head_from_camera
-from xrseg.scenes.scanpath import (
+from xrseg.session.format import FixationTarget, GroundTruthObject, SessionHeader
+from xrseg.session.writer import SessionWriter
+from xrseg.tools.scenes.layout import SceneLayout, build_layout
+from xrseg.tools.scenes.recipe import Recipe
+from xrseg.tools.scenes.render import Renderer
+from xrseg.tools.scenes.rig import camera_model, head_from_camera
+from xrseg.tools.scenes.scanpath import (
     T0_NS,
     GazeTrack,
     ScriptedFixation,
@@ -36,9 +38,7 @@ from xrseg.scenes.scanpath import (
     stream_timestamps,
     synthesize_gaze,
 )
-from xrseg.scenes.trajectory import HeadTrajectory, MotionNoise
-from xrseg.session.format import FixationTarget, GroundTruthObject, SessionHeader
-from xrseg.session.writer import SessionWriter
+from xrseg.tools.scenes.trajectory import HeadTrajectory, MotionNoise
 from xrseg.types import CameraModel, EventKind, Frame, GazeRay, GazeSample, HeadPose, InputEvent, Transform
 
 logger = logging.getLogger(__name__)

@@ -25,10 +25,10 @@ import numpy as np
 import numpy.typing as npt
 
 from xrseg.errors import InputError
-from xrseg.runtime import PipelineStats
+from xrseg.select.pipeline import PipelineStats
+from xrseg.sinks.viz.overlay import MaskMark, OverlayLayers, render_overlay, selection_colour
+from xrseg.sinks.viz.tracker import OverlayTracker
 from xrseg.types import CameraModel, Frame, Selection, Transform
-from xrseg.viz.overlay import MaskMark, OverlayLayers, render_overlay, selection_colour
-from xrseg.viz.tracker import OverlayTracker
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class OverlayVideoSink(OverlayTracker):
     """Writes ``out_dir/overlay.mp4`` and, when the stream ends, ``out_dir/contact_sheet.png``.
 
     ``camera``, ``head_from_camera``, ``stats`` and ``source_label`` are as for
-    :class:`~xrseg.viz.tracker.OverlayTracker`. :meth:`summary` names the files written (for summary.json).
+    :class:`~xrseg.sinks.viz.tracker.OverlayTracker`. :meth:`summary` names the files written (for summary.json).
     """
 
     def __init__(

@@ -60,7 +60,7 @@ def _time_calls(calls: list[Callable[[], object]], runs: int, warmup: int = 1) -
 
 
 def _images() -> list[np.ndarray]:
-    from xrseg.testdata import ensure_sample_images, load_rgb
+    from xrseg.tools.testdata import ensure_sample_images, load_rgb
 
     return [load_rgb(path, IMAGE_SIZE) for path in ensure_sample_images().values()]
 
@@ -179,7 +179,12 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             report["encoder_speedup"] = reference["encoder_ms"]["p50"] / report["encoder_p50_ms"]
             report["decoder_speedup"] = reference["decoder_ms"]["p50"] / report["decoder_p50_ms"]
     if config.lift:
-        from xrseg.lift.bench import bench_extract_and_export, bench_lift, bench_mask_choice, bench_tsdf_integrate
+        from xrseg.tools.bench_lift import (
+            bench_extract_and_export,
+            bench_lift,
+            bench_mask_choice,
+            bench_tsdf_integrate,
+        )
 
         log.info("timing lifting, TSDF integration and mesh export")
         lift = percentiles(bench_lift())
@@ -198,7 +203,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         }
     if config.stream:
         from xrseg.sam.engine import SamEngine
-        from xrseg.stream.bench import bench_publisher, bench_remote_roundtrip
+        from xrseg.tools.bench_stream import bench_publisher, bench_remote_roundtrip
 
         log.info("timing the remote encoder over loopback and the event publisher")
         engine = SamEngine.from_cache(variant=default, threads=config.threads)

@@ -22,7 +22,7 @@ import numpy as np
 
 from xrseg.errors import InputError
 from xrseg.fileio import write_bytes_atomic, write_json_atomic
-from xrseg.runtime import PipelineOptions, PipelineStats, Sink
+from xrseg.select.pipeline import PipelineOptions, PipelineStats, Sink
 from xrseg.types import Fixation, Frame, Selection, Transform
 
 log = logging.getLogger(__name__)

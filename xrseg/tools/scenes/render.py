@@ -19,7 +19,7 @@ import open3d as o3d
 
 from xrseg.errors import InputError
 from xrseg.geometry import unproject_pixels
-from xrseg.scenes.layout import Surface
+from xrseg.tools.scenes.layout import Surface
 from xrseg.types import CameraModel, Transform, as_transform
 
 logger = logging.getLogger(__name__)
@@ -71,8 +71,8 @@ def pixel_ray_directions(camera: CameraModel) -> npt.NDArray[np.float64]:
 class Renderer:
     """Renders RGB, z-depth and instance ids of a fixed set of surfaces for any camera pose.
 
-    ``surfaces`` are world-coordinate meshes (see :class:`xrseg.scenes.layout.Surface`); instance ids must fit
-    uint16.
+    ``surfaces`` are world-coordinate meshes (see :class:`~xrseg.tools.scenes.layout.Surface`); instance
+    ids must fit uint16.
     """
 
     def __init__(self, camera: CameraModel, surfaces: Sequence[Surface]) -> None:

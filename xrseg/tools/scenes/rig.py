@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from xrseg.scenes.recipe import CameraSpec
+from xrseg.tools.scenes.recipe import CameraSpec
 from xrseg.types import CameraModel, Transform, as_transform
 
 HEAD_FROM_CAMERA_ROTATION = np.diag([1.0, -1.0, -1.0])

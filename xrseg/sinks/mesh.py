@@ -22,7 +22,7 @@ from xrseg.lift.export import export_mesh
 from xrseg.lift.follow import ObjectFollower
 from xrseg.lift.fusion import ObjectFusion
 from xrseg.lift.pointcloud import OutlierRemoval, lift_mask
-from xrseg.runtime import Decoder, Encoder, Sink
+from xrseg.select.pipeline import Decoder, Encoder, Sink
 from xrseg.types import CameraModel, Frame, Selection, Transform
 
 log = logging.getLogger(__name__)
