@@ -12,17 +12,9 @@ import pytest
 
 from xrseg.errors import InputError
 from xrseg.geometry import angle_between_deg
-from xrseg.select.fixations import (
-    DwellTrigger,
-    EventTrigger,
-    FixationDetector,
-    GazeHistory,
-    IDTDetector,
-    IVTDetector,
-    OneEuroFilter,
-    Trigger,
-    dispersion_deg,
-)
+from xrseg.select.filters import OneEuroFilter
+from xrseg.select.fixations import FixationDetector, IDTDetector, IVTDetector, dispersion_deg
+from xrseg.select.triggers import DwellTrigger, EventTrigger, GazeHistory, Trigger
 from xrseg.types import EventKind, Fixation, GazeRay, GazeSample, InputEvent
 
 RATE_HZ = 120

@@ -7,6 +7,8 @@ print it as one line and exit 2. Each also derives from the matching built-in (`
 
 from __future__ import annotations
 
+import math
+
 
 class XrsegError(Exception):
     """Base of all expected, user-facing failures."""
@@ -50,3 +52,15 @@ class UsageError(XrsegError, RuntimeError):
 
 class DownloadError(XrsegError, OSError):
     """A file could not be fetched from any of its sources."""
+
+
+def check_positive(name: str, value: float) -> None:
+    """Raise :class:`InputError` unless ``value`` is finite and > 0."""
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"{name} must be finite and positive, got {value}")
+
+
+def check_non_negative(name: str, value: float) -> None:
+    """Raise :class:`InputError` unless ``value`` is finite and >= 0."""
+    if not (math.isfinite(value) and value >= 0):
+        raise InputError(f"{name} must be finite and >= 0, got {value}")

@@ -1,4 +1,4 @@
-"""Gaze processing: One Euro filtering, streaming fixation detection (I-VT, I-DT) and selection triggers.
+"""Fixation records and the classic streaming fixation detectors (I-VT, I-DT).
 
 Everything here is streaming: push samples in ascending ``timestamp_ns`` order as they arrive. Invalid or
 non-finite samples are gaps, never errors. Directions are unit vectors in the head frame (OpenXR axes); angles
@@ -10,132 +10,31 @@ samples at 120 Hz lasts 35/120 s = 291.7 ms.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from xrseg.errors import InputError
+from xrseg.errors import InputError, check_non_negative, check_positive
 from xrseg.geometry import angle_between_deg
-from xrseg.types import EventKind, Fixation, GazeRay, GazeSample, InputEvent, Vec3
+from xrseg.types import Fixation, GazeSample
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "DwellTrigger",
-    "EventTrigger",
     "FixationDetector",
-    "GazeHistory",
     "IDTDetector",
     "IVTDetector",
-    "OneEuroFilter",
-    "Trigger",
     "dispersion_deg",
     "fixation_from_samples",
 ]
 
 _NS_PER_S = 1_000_000_000
 _MS = 1_000_000
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise InputError(f"{name} must be finite and positive, got {value}")
-
-
-def _check_non_negative(name: str, value: float) -> None:
-    if not (math.isfinite(value) and value >= 0):
-        raise InputError(f"{name} must be finite and >= 0, got {value}")
-
-
-# --------------------------------------------------------------------------------------------------------------
-# One Euro filter
-
-
-class OneEuroFilter:
-    """The One Euro filter (Casiez, Roussel and Vogel, CHI 2012) for unit gaze directions.
-
-    An adaptive low-pass filter: its cutoff rises with the signal's speed, so fixations are smoothed hard (low
-    jitter) while saccades pass with little lag. The three components of the unit direction are filtered
-    together and the result is renormalised; the speed that drives the cutoff is the magnitude of the smoothed
-    derivative, converted to deg/s (for a unit vector the derivative's norm is the angular speed in rad/s).
-
-    Defaults: ``min_cutoff_hz=1.0`` (Casiez et al.'s suggested start; a 1 Hz cutoff removes tracker jitter in
-    a fixation), ``beta=0.3`` Hz per deg/s (a 60 deg/s movement lifts the cutoff to 19 Hz, a 300 deg/s saccade
-    higher still), ``d_cutoff_hz=1.0`` (the paper's value for the derivative filter). ``reset_after_ns``
-    (100 ms) restarts the filter after a gap in the samples, so it never smooths across a blink.
-    """
-
-    def __init__(
-        self,
-        min_cutoff_hz: float = 1.0,
-        beta: float = 0.3,
-        d_cutoff_hz: float = 1.0,
-        reset_after_ns: int = 100 * _MS,
-    ) -> None:
-        _check_positive("min_cutoff_hz", min_cutoff_hz)
-        _check_non_negative("beta", beta)
-        _check_positive("d_cutoff_hz", d_cutoff_hz)
-        _check_positive("reset_after_ns", reset_after_ns)
-        self.min_cutoff_hz = float(min_cutoff_hz)
-        self.beta = float(beta)
-        self.d_cutoff_hz = float(d_cutoff_hz)
-        self.reset_after_ns = int(reset_after_ns)
-        self._x: npt.NDArray[np.float64] | None = None
-        self._dx = np.zeros(3, dtype=np.float64)
-        self._t_ns = 0
-
-    @staticmethod
-    def _alpha(cutoff_hz: float, dt_s: float) -> float:
-        tau = 1.0 / (2.0 * math.pi * cutoff_hz)
-        return 1.0 / (1.0 + tau / dt_s)
-
-    def reset(self) -> None:
-        """Forget the state; the next sample passes unchanged."""
-        self._x = None
-        self._dx = np.zeros(3, dtype=np.float64)
-
-    def filter(self, timestamp_ns: int, direction: npt.ArrayLike) -> Vec3:
-        """Filter one direction (3 float64, any length, normalised here); returns the filtered unit direction.
-
-        A non-finite or zero direction raises :class:`InputError` (use :meth:`filter_sample` for raw tracker
-        data). A timestamp not after the previous one returns the previous output unchanged.
-        """
-        x = np.asarray(direction, dtype=np.float64)
-        norm = float(np.linalg.norm(x)) if x.shape == (3,) else math.nan
-        if not (math.isfinite(norm) and norm > 0):
-            raise InputError(f"direction must be a finite non-zero 3-vector, got {np.asarray(direction).tolist()}")
-        x = x / norm
-        t_ns = int(timestamp_ns)
-        if self._x is None or t_ns - self._t_ns > self.reset_after_ns:
-            self._x, self._dx, self._t_ns = x, np.zeros(3, dtype=np.float64), t_ns
-            return x.copy()
-        if t_ns <= self._t_ns:
-            return self._x.copy()
-        dt_s = (t_ns - self._t_ns) / _NS_PER_S
-        dx = (x - self._x) / dt_s
-        a_d = self._alpha(self.d_cutoff_hz, dt_s)
-        self._dx = a_d * dx + (1.0 - a_d) * self._dx
-        speed_deg_s = math.degrees(float(np.linalg.norm(self._dx)))
-        cutoff_hz = self.min_cutoff_hz + self.beta * speed_deg_s
-        a = self._alpha(cutoff_hz, dt_s)
-        filtered = a * x + (1.0 - a) * self._x
-        filtered = filtered / np.linalg.norm(filtered)
-        self._x, self._t_ns = filtered, t_ns
-        return filtered.copy()
-
-    def filter_sample(self, sample: GazeSample) -> GazeSample:
-        """A copy of ``sample`` with its combined ray's direction filtered; unusable samples pass unchanged."""
-        if not sample.usable or float(np.linalg.norm(sample.ray.direction)) == 0.0:
-            return sample
-        direction = self.filter(sample.timestamp_ns, sample.ray.direction)
-        return dataclasses.replace(sample, ray=GazeRay(sample.ray.origin_m, direction))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -258,12 +157,12 @@ class IVTDetector:
         merge_max_angle_deg: float = 0.5,
         velocity_window_ns: int = 20 * _MS,
     ) -> None:
-        _check_positive("velocity_threshold_deg_s", velocity_threshold_deg_s)
-        _check_non_negative("min_fixation_ns", min_fixation_ns)
-        _check_positive("max_gap_ns", max_gap_ns)
-        _check_non_negative("merge_max_gap_ns", merge_max_gap_ns)
-        _check_non_negative("merge_max_angle_deg", merge_max_angle_deg)
-        _check_non_negative("velocity_window_ns", velocity_window_ns)
+        check_positive("velocity_threshold_deg_s", velocity_threshold_deg_s)
+        check_non_negative("min_fixation_ns", min_fixation_ns)
+        check_positive("max_gap_ns", max_gap_ns)
+        check_non_negative("merge_max_gap_ns", merge_max_gap_ns)
+        check_non_negative("merge_max_angle_deg", merge_max_angle_deg)
+        check_non_negative("velocity_window_ns", velocity_window_ns)
         self.velocity_threshold_deg_s = float(velocity_threshold_deg_s)
         self.min_fixation_ns = int(min_fixation_ns)
         self.max_gap_ns = int(max_gap_ns)
@@ -449,9 +348,9 @@ class IDTDetector:
     def __init__(
         self, dispersion_threshold_deg: float = 1.0, min_fixation_ns: int = 100 * _MS, max_gap_ns: int = 75 * _MS
     ) -> None:
-        _check_positive("dispersion_threshold_deg", dispersion_threshold_deg)
-        _check_positive("min_fixation_ns", min_fixation_ns)
-        _check_positive("max_gap_ns", max_gap_ns)
+        check_positive("dispersion_threshold_deg", dispersion_threshold_deg)
+        check_positive("min_fixation_ns", min_fixation_ns)
+        check_positive("max_gap_ns", max_gap_ns)
         self.dispersion_threshold_deg = float(dispersion_threshold_deg)
         self.min_fixation_ns = int(min_fixation_ns)
         self.max_gap_ns = int(max_gap_ns)
@@ -523,101 +422,3 @@ class IDTDetector:
         out = self._end_fixation()
         self._reset()
         return out
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Sample history
-
-
-class GazeHistory:
-    """A bounded history of recent gaze samples, to hand a fixation's samples to the prompter.
-
-    Keeps samples newer than ``max_age_ns`` (default 5 s) before the newest one; older ones are dropped.
-    """
-
-    def __init__(self, max_age_ns: int = 5 * _NS_PER_S) -> None:
-        _check_positive("max_age_ns", max_age_ns)
-        self.max_age_ns = int(max_age_ns)
-        self._samples: deque[GazeSample] = deque()
-
-    def push(self, sample: GazeSample) -> None:
-        self._samples.append(sample)
-        newest = sample.timestamp_ns
-        while self._samples and newest - self._samples[0].timestamp_ns > self.max_age_ns:
-            self._samples.popleft()
-
-    def __len__(self) -> int:
-        return len(self._samples)
-
-    def samples_for(self, fixation: Fixation) -> list[GazeSample]:
-        """The stored samples whose timestamps are among ``fixation.sample_timestamps_ns`` (ascending)."""
-        wanted = set(fixation.sample_timestamps_ns)
-        return [s for s in self._samples if s.timestamp_ns in wanted]
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Triggers
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """A request to segment what ``fixation`` looked at, raised at ``timestamp_ns`` for ``reason``."""
-
-    timestamp_ns: int
-    fixation: Fixation
-    reason: Literal["dwell", "event"]
-
-
-class DwellTrigger:
-    """Fires once per fixation when the fixation in progress has lasted ``dwell_ns`` (default 500 ms).
-
-    Call :meth:`update` after every pushed sample with the detector's :meth:`~IVTDetector.current`. A fixation
-    counts as the one that already fired while its time span overlaps the fired one (the detector may extend
-    or merge the fixation in progress, which moves its start but not past the fired one's).
-    """
-
-    def __init__(self, dwell_ns: int = 500 * _MS) -> None:
-        _check_positive("dwell_ns", dwell_ns)
-        self.dwell_ns = int(dwell_ns)
-        self._fired_end_ns: int | None = None
-
-    def update(self, fixation: Fixation | None) -> Trigger | None:
-        """A Trigger (timestamped at the fixation's latest sample) the first time it lasts ``dwell_ns``."""
-        if fixation is None:
-            return None
-        if self._fired_end_ns is not None and fixation.start_ns <= self._fired_end_ns:
-            self._fired_end_ns = max(self._fired_end_ns, fixation.end_ns)
-            return None
-        if fixation.duration_ns < self.dwell_ns:
-            return None
-        self._fired_end_ns = fixation.end_ns
-        return Trigger(timestamp_ns=fixation.end_ns, fixation=fixation, reason="dwell")
-
-    def reset(self) -> None:
-        self._fired_end_ns = None
-
-
-class EventTrigger:
-    """Fires on an explicit SELECT event (button, pinch, key) with the fixation being looked at.
-
-    The fixation in progress wins; without one (the eyes are moving, or the detector has not yet classified
-    the latest samples) the latest fixation that ended at most ``tolerance_ns`` (default 300 ms) before the
-    event is used. Other event kinds, or no suitable fixation, give None.
-    """
-
-    def __init__(self, tolerance_ns: int = 300 * _MS) -> None:
-        _check_non_negative("tolerance_ns", tolerance_ns)
-        self.tolerance_ns = int(tolerance_ns)
-
-    def on_event(self, event: InputEvent, current: Fixation | None, last_ended: Fixation | None) -> Trigger | None:
-        if event.kind is not EventKind.SELECT:
-            return None
-        if current is not None:
-            return Trigger(timestamp_ns=event.timestamp_ns, fixation=current, reason="event")
-        if (
-            last_ended is not None
-            and -self.tolerance_ns <= event.timestamp_ns - last_ended.end_ns <= self.tolerance_ns
-        ):
-            return Trigger(timestamp_ns=event.timestamp_ns, fixation=last_ended, reason="event")
-        logger.debug("select event at %d ns: no fixation to select", event.timestamp_ns)
-        return None

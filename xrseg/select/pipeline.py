@@ -35,9 +35,11 @@ import numpy as np
 from xrseg.errors import InputError
 from xrseg.geometry import PoseTrack
 from xrseg.sam.records import ImageEmbedding, MaskPrediction
-from xrseg.select.fixations import DwellTrigger, EventTrigger, GazeHistory, IVTDetector, OneEuroFilter, Trigger
+from xrseg.select.filters import OneEuroFilter
+from xrseg.select.fixations import IVTDetector
 from xrseg.select.maskchoice import ChoiceOptions, ChoiceReason, MaskChoice, choose_mask, look_through_point
 from xrseg.select.prompter import Prompt, Prompter, PromptMiss, evenly_spaced
+from xrseg.select.triggers import DwellTrigger, EventTrigger, GazeHistory, Trigger
 from xrseg.sources.base import Source, SourceItem
 from xrseg.types import (
     CameraModel,

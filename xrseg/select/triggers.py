@@ -1,0 +1,114 @@
+"""What makes a selection happen: the recent gaze history, dwell and explicit SELECT events."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+from xrseg.errors import check_non_negative, check_positive
+from xrseg.types import EventKind, Fixation, GazeSample, InputEvent
+
+logger = logging.getLogger(__name__)
+
+_NS_PER_S = 1_000_000_000
+_MS = 1_000_000
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Sample history
+
+
+class GazeHistory:
+    """A bounded history of recent gaze samples, to hand a fixation's samples to the prompter.
+
+    Keeps samples newer than ``max_age_ns`` (default 5 s) before the newest one; older ones are dropped.
+    """
+
+    def __init__(self, max_age_ns: int = 5 * _NS_PER_S) -> None:
+        check_positive("max_age_ns", max_age_ns)
+        self.max_age_ns = int(max_age_ns)
+        self._samples: deque[GazeSample] = deque()
+
+    def push(self, sample: GazeSample) -> None:
+        self._samples.append(sample)
+        newest = sample.timestamp_ns
+        while self._samples and newest - self._samples[0].timestamp_ns > self.max_age_ns:
+            self._samples.popleft()
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def samples_for(self, fixation: Fixation) -> list[GazeSample]:
+        """The stored samples whose timestamps are among ``fixation.sample_timestamps_ns`` (ascending)."""
+        wanted = set(fixation.sample_timestamps_ns)
+        return [s for s in self._samples if s.timestamp_ns in wanted]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Triggers
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A request to segment what ``fixation`` looked at, raised at ``timestamp_ns`` for ``reason``."""
+
+    timestamp_ns: int
+    fixation: Fixation
+    reason: Literal["dwell", "event"]
+
+
+class DwellTrigger:
+    """Fires once per fixation when the fixation in progress has lasted ``dwell_ns`` (default 500 ms).
+
+    Call :meth:`update` after every pushed sample with the detector's :meth:`~IVTDetector.current`. A fixation
+    counts as the one that already fired while its time span overlaps the fired one (the detector may extend
+    or merge the fixation in progress, which moves its start but not past the fired one's).
+    """
+
+    def __init__(self, dwell_ns: int = 500 * _MS) -> None:
+        check_positive("dwell_ns", dwell_ns)
+        self.dwell_ns = int(dwell_ns)
+        self._fired_end_ns: int | None = None
+
+    def update(self, fixation: Fixation | None) -> Trigger | None:
+        """A Trigger (timestamped at the fixation's latest sample) the first time it lasts ``dwell_ns``."""
+        if fixation is None:
+            return None
+        if self._fired_end_ns is not None and fixation.start_ns <= self._fired_end_ns:
+            self._fired_end_ns = max(self._fired_end_ns, fixation.end_ns)
+            return None
+        if fixation.duration_ns < self.dwell_ns:
+            return None
+        self._fired_end_ns = fixation.end_ns
+        return Trigger(timestamp_ns=fixation.end_ns, fixation=fixation, reason="dwell")
+
+    def reset(self) -> None:
+        self._fired_end_ns = None
+
+
+class EventTrigger:
+    """Fires on an explicit SELECT event (button, pinch, key) with the fixation being looked at.
+
+    The fixation in progress wins; without one (the eyes are moving, or the detector has not yet classified
+    the latest samples) the latest fixation that ended at most ``tolerance_ns`` (default 300 ms) before the
+    event is used. Other event kinds, or no suitable fixation, give None.
+    """
+
+    def __init__(self, tolerance_ns: int = 300 * _MS) -> None:
+        check_non_negative("tolerance_ns", tolerance_ns)
+        self.tolerance_ns = int(tolerance_ns)
+
+    def on_event(self, event: InputEvent, current: Fixation | None, last_ended: Fixation | None) -> Trigger | None:
+        if event.kind is not EventKind.SELECT:
+            return None
+        if current is not None:
+            return Trigger(timestamp_ns=event.timestamp_ns, fixation=current, reason="event")
+        if (
+            last_ended is not None
+            and -self.tolerance_ns <= event.timestamp_ns - last_ended.end_ns <= self.tolerance_ns
+        ):
+            return Trigger(timestamp_ns=event.timestamp_ns, fixation=last_ended, reason="event")
+        logger.debug("select event at %d ns: no fixation to select", event.timestamp_ns)
+        return None
