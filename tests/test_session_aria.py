@@ -12,7 +12,7 @@ import pytest
 from xrseg.cli import main
 from xrseg.errors import InputError
 from xrseg.session import Session
-from xrseg.session.aria import (
+from xrseg.session.importers.aria_mps import (
     HEAD_FROM_FORWARD_CAMERA,
     cpf_direction,
     head_direction,

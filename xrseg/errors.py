@@ -64,3 +64,7 @@ def check_non_negative(name: str, value: float) -> None:
     """Raise :class:`InputError` unless ``value`` is finite and >= 0."""
     if not (math.isfinite(value) and value >= 0):
         raise InputError(f"{name} must be finite and >= 0, got {value}")
+
+
+class MissingExtraError(XrsegError, ImportError):
+    """An optional dependency (a pip extra such as ``aria`` or ``neon``) is not installed."""

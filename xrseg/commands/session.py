@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xrseg.errors import InputError
 from xrseg.types import CameraModel
+
+if TYPE_CHECKING:
+    from xrseg.session.importers import ImportResult
 
 EXIT_OK = 0
 EXIT_INVALID = 2
@@ -25,27 +29,60 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("path", type=Path, help="session directory")
     info.set_defaults(func=_info)
 
+    _register_aria(actions)
+    _register_neon(actions)
+
+
+def _register_aria(actions: argparse._SubParsersAction) -> None:
     aria = actions.add_parser(
-        "import-aria", help="import a Project Aria eye gaze CSV as a gaze-only session (no frames)"
+        "import-aria",
+        help="import a Project Aria VRS recording (frames, gaze, head poses), or an MPS eye gaze CSV alone",
+        description="Import a Project Aria recording (the 'aria' extra). VRS: RGB frames undistorted to a pinhole "
+        "camera, gaze from --mps or the on-device stream, head poses from MPS or VIO. An MPS eye gaze CSV alone "
+        "gives a gaze-only session and needs --calibration or --intrinsics.",
     )
-    aria.add_argument("csv", type=Path, metavar="EYEGAZE_CSV", help="MPS general_eye_gaze.csv or similar")
+    aria.add_argument("source", type=Path, metavar="VRS", help="recording.vrs (or an MPS eye gaze CSV)")
     aria.add_argument("--out", type=Path, required=True, help="session directory to create")
-    camera = aria.add_mutually_exclusive_group(required=True)
+    aria.add_argument("--mps", type=Path, metavar="DIR", help="MPS output folder (eye_gaze/, slam/)")
+    aria.add_argument(
+        "--size", type=int, nargs=2, metavar=("W", "H"), help="pinhole image size (default: half the fisheye's)"
+    )
+    aria.add_argument(
+        "--focal-px", type=float, help="pinhole focal length in pixels (default: half the fisheye's)"
+    )
+    aria.add_argument("--max-frames", type=int, help="import at most this many RGB frames")
+    camera = aria.add_mutually_exclusive_group()
     camera.add_argument(
         "--calibration",
         type=Path,
-        help='JSON with "camera" (and optional "head_from_camera"); a session header.json works',
+        help='CSV only: JSON with "camera" (and optional "head_from_camera"); a session header.json works',
     )
     camera.add_argument(
         "--intrinsics",
         nargs=6,
         type=float,
         metavar=("W", "H", "FX", "FY", "CX", "CY"),
-        help="pinhole camera model (no distortion), looking along the head's forward axis",
+        help="CSV only: pinhole camera model (no distortion), looking along the head's forward axis",
     )
-    aria.add_argument("--name", help="session name (default: the CSV file name)")
+    aria.add_argument("--name", help="session name (default: the file name)")
     aria.add_argument("--overwrite", action="store_true", help="replace an existing session at --out")
     aria.set_defaults(func=_import_aria)
+
+
+def _register_neon(actions: argparse._SubParsersAction) -> None:
+    neon = actions.add_parser(
+        "import-neon",
+        help="import a Pupil Labs Neon recording folder (scene frames, gaze, IMU head rotation)",
+        description="Import a Neon native recording folder (the 'neon' extra): scene video frames, gaze pixels "
+        "as rays through the scene camera model, head rotation (no translation) from the IMU.",
+    )
+    neon.add_argument("folder", type=Path, metavar="FOLDER", help="Neon recording folder (info.json, *.raw, ...)")
+    neon.add_argument("--out", type=Path, required=True, help="session directory to create")
+    neon.add_argument("--frame-step", type=int, default=1, help="keep every n-th scene frame (default 1)")
+    neon.add_argument("--max-frames", type=int, help="import at most this many scene frames")
+    neon.add_argument("--name", help="session name (default: the folder name)")
+    neon.add_argument("--overwrite", action="store_true", help="replace an existing session at --out")
+    neon.set_defaults(func=_import_neon)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -107,18 +144,61 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _import_aria(args: argparse.Namespace) -> int:
-    from xrseg.session.aria import HEAD_FROM_FORWARD_CAMERA, import_aria_eye_gaze, load_calibration
+    if args.source.suffix.lower() == ".csv":
+        return _import_aria_csv(args)
+    if args.calibration is not None or args.intrinsics is not None:
+        raise InputError("--calibration and --intrinsics are for an eye gaze CSV; a VRS has its own calibration")
+    from xrseg.session.importers.aria import import_aria
+
+    result = import_aria(
+        args.source,
+        args.out,
+        mps_dir=args.mps,
+        size_px=tuple(args.size) if args.size else None,
+        focal_px=args.focal_px,
+        max_frames=args.max_frames,
+        name=args.name,
+        overwrite=args.overwrite,
+    )
+    _print_import(result)
+    return EXIT_OK
+
+
+def _import_neon(args: argparse.Namespace) -> int:
+    from xrseg.session.importers.neon import import_neon
+
+    result = import_neon(
+        args.folder,
+        args.out,
+        frame_step=args.frame_step,
+        max_frames=args.max_frames,
+        name=args.name,
+        overwrite=args.overwrite,
+    )
+    _print_import(result)
+    return EXIT_OK
+
+
+def _print_import(result: ImportResult) -> None:
+    print(result.describe())
+    print("no depth: replay projects gaze at vergence depth or --fallback-depth-m and makes no meshes")
+
+
+def _import_aria_csv(args: argparse.Namespace) -> int:
+    from xrseg.session.importers.aria_mps import HEAD_FROM_FORWARD_CAMERA, import_aria_eye_gaze, load_calibration
 
     if args.calibration is not None:
         camera, head_from_camera = load_calibration(args.calibration)
-    else:
+    elif args.intrinsics is not None:
         width, height, fx, fy, cx, cy = args.intrinsics
         if not (width.is_integer() and height.is_integer()):
             raise InputError(f"image size must be whole pixels, got {width}x{height}")
         camera = CameraModel(int(width), int(height), fx, fy, cx, cy)
         head_from_camera = HEAD_FROM_FORWARD_CAMERA
+    else:
+        raise InputError("an eye gaze CSV has no camera: give --calibration JSON or --intrinsics W H FX FY CX CY")
     result = import_aria_eye_gaze(
-        args.csv, args.out, camera, head_from_camera, name=args.name, overwrite=args.overwrite
+        args.source, args.out, camera, head_from_camera, name=args.name, overwrite=args.overwrite
     )
     print(f"wrote {result.path}: {result.gaze_count} gaze samples ({result.valid_count} valid), no frames")
     return EXIT_OK
