@@ -228,6 +228,8 @@ class Fixation:
 
     ``direction`` is the mean unit gaze direction in the head frame and ``origin_m`` the mean ray origin.
     ``sample_timestamps_ns`` are the timestamps of the samples it was built from (ascending).
+    ``detected_ns`` is when the detector first reported it as a fixation (None when the detector does not say);
+    ``detected_ns - start_ns`` is the detection lag.
     """
 
     start_ns: int
@@ -237,6 +239,7 @@ class Fixation:
     dispersion_deg: float
     sample_timestamps_ns: tuple[int, ...] = field(default=())
     vergence_depth_m: float | None = None
+    detected_ns: int | None = None
 
     @property
     def duration_ns(self) -> int:

@@ -60,6 +60,9 @@ class ChoiceReason(enum.Enum):
     """SAM's mask spanned a depth step: the candidate matching the surface under the gaze was taken."""
     DEPTH_WHOLE = "depth_whole"
     """SAM's mask was a part of the surface under the gaze: the candidate covering the whole of it was taken."""
+    GAZE_CONE = "gaze_cone"
+    """The mask under the gaze was no plausible target (a support plane, most of the image, or off the gaze):
+    the best candidate within the tracker's error cone was taken (:mod:`xrseg.select.candidates`)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,9 @@ class ChoiceOptions:
     part_outline: float = 0.5
     """A part: at least this share of the pixels just outside the mask lie on the surface under the gaze."""
     whole_iou: float = 0.8
+    max_whole_area_share: float = 0.25
+    """Rule 2 never grows a mask into a candidate covering more of the image than this (a ball on a table is
+    depth-continuous with the table: its "whole surface" can be table and wall)."""
     enclosed_share: float = 0.6
     """Look-through: this share of the mask's boundary has a nearer surface just outside."""
     look_through_gap_px: int = 1
@@ -186,7 +192,11 @@ def choose_mask(
     if ious.get(prediction.best, 0.0) < options.part_iou and (
         outline_share(masks[prediction.best], surface) >= options.part_outline
     ):
-        wholes = [i for i in plausible if ious[i] >= options.whole_iou]
+        wholes = [
+            i
+            for i in plausible
+            if ious[i] >= options.whole_iou and masks[i].mean() <= options.max_whole_area_share
+        ]
         if wholes:
             return MaskChoice(max(wholes, key=lambda i: ious[i]), ChoiceReason.DEPTH_WHOLE)
     return sam

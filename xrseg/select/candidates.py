@@ -1,0 +1,222 @@
+"""What the person meant: candidate objects within the eye tracker's error cone, and how they are scored.
+
+An eye tracker is off by its accuracy (typically 0.5-3 deg, constant over seconds), so the gaze pixel can land
+on the table beside a small object, on the wall behind a far one, or on a neighbour. What the person looked at
+lies, with high probability, within a cone of a few times that accuracy around the measured gaze. Three facts
+pick it out:
+
+- **Supports are not targets.** The large planes of the keyframe (table, floor, walls), found by RANSAC on its
+  depth (:func:`support_planes`), are where objects stand, rarely what a person selects. A candidate mask that
+  lies mostly on them, or covers most of the image, is not a target.
+- **Objects stand out in depth.** The pixels off those planes, cut at depth edges, split into connected
+  *proposals* (:func:`object_proposals`); each proposal inside the cone gets a prompt at its pixel nearest the
+  gaze.
+- **Nearer the gaze is likelier.** A candidate mask scores ``-0.5 * (d / sigma)^2 + log(sam_score)``, ``d`` the
+  angle from the gaze to its nearest pixel (0 when the gaze is on it) and ``sigma`` the tracker's accuracy.
+
+Without depth there are no planes and no proposals: the gaze prompt's mask stands (SAM's rule), limited only
+by the area check.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from xrseg.lift.rays import ray_grid
+from xrseg.select.maskchoice import depth_edges
+from xrseg.types import CameraModel
+
+__all__ = [
+    "CandidateOptions",
+    "CandidateScore",
+    "KeyframeScene",
+    "analyse_keyframe",
+    "object_proposals",
+    "score_mask",
+    "support_planes",
+]
+
+
+@dataclass(frozen=True)
+class CandidateOptions:
+    """Thresholds of the candidate search (angles in degrees, distances in metres, shares in [0, 1])."""
+
+    accuracy_deg: float = 2.0
+    """The eye tracker's accuracy: sigma of the distance prior, and the cone is ``cone_sigmas`` of it."""
+    cone_sigmas: float = 2.5
+    max_proposals: int = 4
+    """At most this many proposals (nearest to the gaze first) are prompted."""
+    max_area_share: float = 0.25
+    """A mask covering more of the image than this is never a target (nor grown into)."""
+    max_support_share: float = 0.5
+    """A mask lying more than this on the support planes is the support, not a target."""
+    plane_distance_m: float = 0.012
+    plane_relative_distance: float = 0.006
+    """A pixel lies on a plane within max(plane_distance_m, plane_relative_distance * its depth)."""
+    min_plane_share: float = 0.08
+    """A plane holding less than this share of the depth pixels is not a support (it may be a box face)."""
+    max_planes: int = 4
+    plane_stride_px: int = 4
+    """Planes are fitted on every ``plane_stride_px``-th pixel in x and y."""
+    min_proposal_px: int = 12
+
+
+@dataclass(frozen=True)
+class KeyframeScene:
+    """Per-keyframe analysis, computed once: ``support`` HxW bool (on a support plane), ``proposals`` HxW int32
+    connected-object labels (0: none), ``edges`` HxW bool depth edges; None fields where there is no depth."""
+
+    support: npt.NDArray[np.bool_] | None
+    proposals: npt.NDArray[np.int32] | None
+    edges: npt.NDArray[np.bool_] | None
+
+
+@dataclass(frozen=True)
+class CandidateScore:
+    """How well a mask fits the gaze: ``distance_deg`` from the gaze to its nearest pixel, its shares of the
+    image and of the supports, ``score`` (higher is better) and whether it may be a target at all."""
+
+    distance_deg: float
+    area_share: float
+    support_share: float
+    score: float
+    plausible: bool
+
+
+def _points_camera(depth_m: npt.NDArray[np.float32], camera: CameraModel) -> npt.NDArray[np.float32]:
+    """HxWx3 float32 camera-frame points of every pixel (NaN where depth is 0 or non-finite)."""
+    depth = np.where(np.isfinite(depth_m) & (depth_m > 0), depth_m, np.nan).astype(np.float32)
+    grid = ray_grid(camera)
+    return np.dstack([grid[..., 0] * depth, grid[..., 1] * depth, depth])
+
+
+def support_planes(
+    depth_m: npt.NDArray[np.float32], camera: CameraModel, options: CandidateOptions = CandidateOptions()
+) -> npt.NDArray[np.bool_]:
+    """HxW bool: pixels on the keyframe's large planes (RANSAC with Open3D on a subsampled point cloud).
+
+    ``depth_m`` HxW float32 metres (0 = none). Planes are taken largest first while each holds at least
+    ``min_plane_share`` of the valid pixels, at most ``max_planes``.
+    """
+    import open3d as o3d
+
+    points = _points_camera(depth_m, camera)
+    stride = options.plane_stride_px
+    sub = points[::stride, ::stride].reshape(-1, 3)
+    sub = sub[np.all(np.isfinite(sub), axis=1)]
+    support = np.zeros(depth_m.shape, dtype=bool)
+    if len(sub) < 100:
+        return support
+    flat = points.reshape(-1, 3)
+    tolerance = np.maximum(options.plane_distance_m, options.plane_relative_distance * flat[:, 2])
+    remaining = sub.astype(np.float64)
+    total = len(sub)
+    for _ in range(options.max_planes):
+        if len(remaining) < options.min_plane_share * total:
+            break
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(remaining))
+        threshold = options.plane_distance_m + options.plane_relative_distance * float(np.median(remaining[:, 2]))
+        o3d.utility.random.seed(7)  # deterministic replays
+        model, inliers = cloud.segment_plane(threshold, 3, 200)
+        if len(inliers) < options.min_plane_share * total:
+            break
+        a, b, c, d = (float(v) for v in model)
+        with np.errstate(invalid="ignore"):
+            on_plane = np.abs(flat @ np.array([a, b, c]) + d) <= tolerance
+        support |= on_plane.reshape(depth_m.shape)
+        keep = np.ones(len(remaining), dtype=bool)
+        keep[np.asarray(inliers, dtype=np.int64)] = False
+        remaining = remaining[keep]
+    return support
+
+
+def object_proposals(
+    support: npt.NDArray[np.bool_], edges: npt.NDArray[np.bool_], min_px: int = 12
+) -> npt.NDArray[np.int32]:
+    """HxW int32 labels of connected regions off the supports and off depth edges (0: none); regions smaller
+    than ``min_px`` pixels are dropped."""
+    free = (~support & ~edges).astype(np.uint8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(free, connectivity=8)
+    small = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < min_px)
+    result: npt.NDArray[np.int32] = labels.astype(np.int32)
+    result[np.isin(result, small) | (free == 0)] = 0
+    return result
+
+
+def analyse_keyframe(
+    depth_m: npt.NDArray[np.float32] | None,
+    camera: CameraModel,
+    edge_jump: float,
+    options: CandidateOptions = CandidateOptions(),
+) -> KeyframeScene:
+    """The per-keyframe part of the search (supports, proposals, edges); all None without usable depth."""
+    if depth_m is None or depth_m.shape != (camera.height_px, camera.width_px) or not np.any(depth_m > 0):
+        return KeyframeScene(None, None, None)
+    edges = depth_edges(depth_m, edge_jump)
+    support = support_planes(depth_m, camera, options)
+    return KeyframeScene(support, object_proposals(support, edges, options.min_proposal_px), edges)
+
+
+def pixels_per_degree(camera: CameraModel) -> float:
+    """Approximate pixels per degree at the image centre (from the focal lengths)."""
+    return math.radians(1.0) * 0.5 * (camera.fx_px + camera.fy_px)
+
+
+def proposal_points(
+    scene: KeyframeScene, gaze_xy: tuple[float, float], camera: CameraModel, options: CandidateOptions
+) -> list[tuple[float, float]]:
+    """(x, y) prompt pixels, nearest first: for each proposal within the cone, its pixel nearest the gaze
+    (after a 1-pixel erosion where the proposal survives it, to stay clear of its rim)."""
+    if scene.proposals is None:
+        return []
+    radius_px = options.cone_sigmas * options.accuracy_deg * pixels_per_degree(camera)
+    height, width = scene.proposals.shape
+    gx, gy = gaze_xy
+    x0, x1 = max(int(gx - radius_px), 0), min(int(gx + radius_px) + 1, width)
+    y0, y1 = max(int(gy - radius_px), 0), min(int(gy + radius_px) + 1, height)
+    if x0 >= x1 or y0 >= y1:
+        return []
+    crop = scene.proposals[y0:y1, x0:x1]
+    found: list[tuple[float, float, float]] = []
+    for label in np.unique(crop[crop > 0]).tolist():
+        region = (crop == label).astype(np.uint8)
+        inner = cv2.erode(region, np.ones((3, 3), np.uint8))
+        ys, xs = np.nonzero(inner if inner.any() else region)
+        distance = np.hypot(xs + x0 - gx, ys + y0 - gy)
+        nearest = int(np.argmin(distance))
+        if distance[nearest] <= radius_px:
+            found.append((float(distance[nearest]), float(xs[nearest] + x0), float(ys[nearest] + y0)))
+    found.sort()
+    return [(x, y) for _, x, y in found[: options.max_proposals]]
+
+
+def score_mask(
+    mask: npt.NDArray[np.bool_],
+    sam_score: float,
+    gaze_xy: tuple[float, float],
+    scene: KeyframeScene,
+    camera: CameraModel,
+    options: CandidateOptions,
+) -> CandidateScore:
+    """Score one HxW bool candidate mask for the gaze pixel (see the module docstring)."""
+    area = int(np.count_nonzero(mask))
+    if area == 0:
+        return CandidateScore(math.inf, 0.0, 0.0, -math.inf, False)
+    area_share = area / mask.size
+    support_share = 0.0 if scene.support is None else int(np.count_nonzero(mask & scene.support)) / area
+    gx, gy = round(gaze_xy[0]), round(gaze_xy[1])
+    height, width = mask.shape
+    if 0 <= gx < width and 0 <= gy < height and mask[gy, gx]:
+        distance_px = 0.0
+    else:
+        ys, xs = np.nonzero(mask)
+        distance_px = float(np.min(np.hypot(xs - gaze_xy[0], ys - gaze_xy[1])))
+    distance_deg = distance_px / pixels_per_degree(camera)
+    plausible = area_share <= options.max_area_share and support_share <= options.max_support_share
+    score = -0.5 * (distance_deg / options.accuracy_deg) ** 2 + math.log(max(sam_score, 0.05))
+    return CandidateScore(distance_deg, area_share, support_share, score, plausible)

@@ -1,0 +1,236 @@
+"""From a triggered fixation on an encoded keyframe to the chosen mask: prompt, decode, choose, search the cone.
+
+1. The fixation's samples become a point prompt on the keyframe (:mod:`xrseg.select.prompter`).
+2. The decoder answers with candidate masks; the keyframe's depth chooses among them and corrects
+   look-throughs (:mod:`xrseg.select.maskchoice`).
+3. If the chosen mask is not a plausible target under the gaze (it lies on a support plane, covers most of the
+   image, or the gaze is not on it), the other candidates and the objects standing out in depth within the
+   tracker's error cone are prompted and scored (:mod:`xrseg.select.candidates`); the best plausible one wins.
+
+Every step is timed (:class:`Timing`). Nothing here holds state across selections except a small per-keyframe
+cache of the depth analysis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from xrseg.geometry import PoseTrack
+from xrseg.sam.records import ImageEmbedding, MaskPrediction
+from xrseg.select.candidates import CandidateOptions, KeyframeScene, analyse_keyframe, proposal_points, score_mask
+from xrseg.select.maskchoice import ChoiceOptions, ChoiceReason, MaskChoice, choose_mask, look_through_point
+from xrseg.select.prompter import Prompt, Prompter, PromptMiss
+from xrseg.types import CameraModel, Frame, GazeSample, Transform, Vec3
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Decision", "Decoder", "Selector", "Timing"]
+
+
+class Decoder(Protocol):
+    def decode(
+        self,
+        embedding: ImageEmbedding | None = None,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> MaskPrediction: ...
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Milliseconds spent on one selection: prompt making, decoding (every decode of the selection), choosing
+    the mask (depth choice and cone search), and encoding when it was on demand."""
+
+    prompt_ms: float
+    decode_ms: float
+    encode_ms: float
+    choose_ms: float = 0.0
+
+    @property
+    def gaze_to_mask_ms(self) -> float:
+        """From the trigger to the mask, not counting an on-demand encode (live keyframes are encoded ahead)."""
+        return self.prompt_ms + self.decode_ms + self.choose_ms
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The chosen mask ``prediction.masks[index]`` for ``prompt`` (the prompt that made ``prediction``), why
+    it was chosen, whether the gaze looked through a hole, and the time it took."""
+
+    prompt: Prompt
+    prediction: MaskPrediction
+    index: int
+    reason: ChoiceReason
+    look_through: bool
+    timing: Timing
+
+
+def moved_prompt(prompt: Prompt, point_xy: tuple[float, float]) -> Prompt:
+    """``prompt`` with its positives replaced by the single (x, y) pixel ``point_xy``; negatives kept."""
+    negatives = prompt.points_xy[prompt.labels == 0]
+    return dataclasses.replace(
+        prompt,
+        points_xy=np.vstack([np.asarray([point_xy], np.float32), negatives]).astype(np.float32),
+        labels=np.concatenate([np.ones(1, np.int32), np.zeros(len(negatives), np.int32)]),
+    )
+
+
+@dataclass
+class _Clock:
+    decode_ms: float = 0.0
+    choose_ms: float = 0.0
+
+
+class Selector:
+    """Makes one :class:`Decision` per trigger (module docstring). ``depth_choice`` False keeps SAM's own rule
+    and skips the cone search (the ``--sam-choice`` comparison); ``cone_search`` False skips step 3 only."""
+
+    def __init__(
+        self,
+        camera: CameraModel,
+        decoder: Decoder,
+        prompter: Prompter,
+        choice: ChoiceOptions,
+        candidates: CandidateOptions,
+        *,
+        depth_choice: bool = True,
+        cone_search: bool = True,
+        multimask: bool = True,
+    ) -> None:
+        self.camera = camera
+        self.decoder = decoder
+        self.prompter = prompter
+        self.choice = choice
+        self.candidates = candidates
+        self.depth_choice = depth_choice
+        self.cone_search = cone_search and depth_choice
+        self.multimask = multimask
+        self._scenes: OrderedDict[int, KeyframeScene] = OrderedDict()
+
+    def decide(
+        self,
+        frame: Frame,
+        embedding: ImageEmbedding,
+        encode_ms: float,
+        samples: Sequence[GazeSample],
+        track: PoseTrack,
+        world_from_camera: Transform,
+        negatives_world_m: Sequence[Vec3],
+    ) -> Decision | PromptMiss:
+        """Choose the mask for ``samples`` (a fixation's gaze) on ``frame`` encoded as ``embedding``."""
+        started = time.perf_counter()
+        prompt = self.prompter.make_prompt(
+            samples, track, world_from_camera, self.camera, frame.depth_m, negatives_world_m
+        )
+        prompt_ms = (time.perf_counter() - started) * 1000.0
+        if isinstance(prompt, PromptMiss):
+            return prompt
+        clock = _Clock()
+        prediction = self._decode(embedding, prompt, clock)
+        choice = self._choose(prediction, frame.depth_m, prompt, clock)
+        look_through = False
+        if self.depth_choice:
+            started = time.perf_counter()
+            point = look_through_point(prediction.masks[choice.index], frame.depth_m, prompt.gaze_xy, self.choice)
+            clock.choose_ms += (time.perf_counter() - started) * 1000.0
+            if point is not None:
+                log.info(
+                    "gaze at (%.0f, %.0f) looks through a hole: prompting at (%.0f, %.0f)", *prompt.gaze_xy, *point
+                )
+                prompt, look_through = moved_prompt(prompt, point), True
+                prediction = self._decode(embedding, prompt, clock)
+                choice = self._choose(prediction, frame.depth_m, prompt, clock)
+        decision = Decision(prompt, prediction, choice.index, choice.reason, look_through, Timing(0, 0, 0))
+        if self.cone_search:
+            decision = self._search_cone(decision, frame, embedding, clock)
+        timing = Timing(prompt_ms, clock.decode_ms, encode_ms, clock.choose_ms)
+        return dataclasses.replace(decision, timing=timing)
+
+    # -- steps
+
+    def _decode(self, embedding: ImageEmbedding, prompt: Prompt, clock: _Clock) -> MaskPrediction:
+        started = time.perf_counter()
+        prediction = self.decoder.decode(
+            embedding, points=prompt.points_xy, labels=prompt.labels, multimask=self.multimask
+        )
+        clock.decode_ms += (time.perf_counter() - started) * 1000.0
+        return prediction
+
+    def _choose(
+        self, prediction: MaskPrediction, depth_m: np.ndarray | None, prompt: Prompt, clock: _Clock
+    ) -> MaskChoice:
+        if not self.depth_choice:
+            return MaskChoice(prediction.best, ChoiceReason.SAM)
+        started = time.perf_counter()
+        choice = choose_mask(prediction, depth_m, prompt.points_xy, prompt.labels, self.choice)
+        clock.choose_ms += (time.perf_counter() - started) * 1000.0
+        return choice
+
+    def _scene(self, frame: Frame) -> KeyframeScene:
+        scene = self._scenes.get(frame.index)
+        if scene is None:
+            scene = analyse_keyframe(frame.depth_m, self.camera, self.choice.edge_jump, self.candidates)
+            self._scenes[frame.index] = scene
+            while len(self._scenes) > 4:
+                self._scenes.popitem(last=False)
+        return scene
+
+    def _search_cone(self, decision: Decision, frame: Frame, embedding: ImageEmbedding, clock: _Clock) -> Decision:
+        """Step 3 of the module docstring: keep ``decision`` when its mask is a plausible target under the
+        gaze, else the best plausible candidate of the gaze prompt or of the proposals in the cone."""
+        started = time.perf_counter()
+        scene = self._scene(frame)
+        gaze = decision.prompt.gaze_xy
+        mask = decision.prediction.masks[decision.index]
+        chosen = score_mask(
+            mask, float(decision.prediction.scores[decision.index]), gaze, scene, self.camera, self.candidates
+        )
+        if chosen.plausible and chosen.distance_deg == 0.0:
+            clock.choose_ms += (time.perf_counter() - started) * 1000.0
+            return decision
+        best: tuple[float, Decision] | None = None
+        pools: list[Decision] = [decision]
+        points = proposal_points(scene, gaze, self.camera, self.candidates)
+        clock.choose_ms += (time.perf_counter() - started) * 1000.0
+        for point in points:
+            prompt = moved_prompt(decision.prompt, point)
+            prediction = self._decode(embedding, prompt, clock)
+            choice = self._choose(prediction, frame.depth_m, prompt, clock)
+            pools.append(
+                Decision(prompt, prediction, choice.index, ChoiceReason.GAZE_CONE, False, decision.timing)
+            )
+        started = time.perf_counter()
+        for pool in pools:
+            for index in range(len(pool.prediction.masks)):
+                score = score_mask(
+                    pool.prediction.masks[index],
+                    float(pool.prediction.scores[index]),
+                    gaze,
+                    scene,
+                    self.camera,
+                    self.candidates,
+                )
+                if score.plausible and (best is None or score.score > best[0]):
+                    reason = pool.reason if index == pool.index else ChoiceReason.GAZE_CONE
+                    # The gaze prompt stays the prompt of record; a proposal's own prompt made its mask.
+                    best = (score.score, dataclasses.replace(pool, index=index, reason=reason))
+        clock.choose_ms += (time.perf_counter() - started) * 1000.0
+        if best is None:
+            return decision
+        winner = best[1]
+        if winner.reason is ChoiceReason.GAZE_CONE:
+            log.info(
+                "gaze cone: a candidate %.1f deg from the gaze replaces a %s mask", 0.0, decision.reason.value
+            )
+        return winner
