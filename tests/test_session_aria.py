@@ -5,10 +5,18 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from tests.realdata import (
+    mask_holds_prompt,
+    read_selections,
+    recording,
+    run_without_vendor_readers,
+    session_pixels,
+)
 from xrseg.cli import main
 from xrseg.errors import InputError
 from xrseg.session import Session
@@ -157,3 +165,189 @@ def test_import_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "already exists" in capsys.readouterr().err
     assert main([*args, "--calibration", str(out / "header.json"), "--overwrite"]) == 0
     assert Session.open(out).header.camera == CAMERA
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Project Aria VRS recordings (../shared/realdata) through the official reader: the `aria` extra.
+
+
+def test_without_the_aria_extra_the_import_names_it(tmp_path: Path) -> None:
+    done = run_without_vendor_readers(
+        "session", "import-aria", str(tmp_path / "x.vrs"), "--out", str(tmp_path / "s")
+    )
+    assert done.returncode == 2
+    assert "install the 'aria' extra (pip install 'xrseg[aria]')" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "s").exists()
+
+
+def aria_reader() -> Any:
+    """projectaria_tools' calibration module, or a skip without the aria extra (the CSV tests above need none)."""
+    return pytest.importorskip("projectaria_tools.core.calibration", reason="needs the aria extra")
+
+
+GEN1 = "aria-everyday-activities"
+GEN2 = "aria-gen2"
+GEN2_VRS = "aria_gen2_unit_test_sequence_with_bluetooth.vrs"
+
+
+@pytest.fixture(scope="module")
+def gen1(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    aria_reader()
+    folder = recording(GEN1)
+    out = tmp_path_factory.mktemp("aria") / "gen1"
+    assert (
+        main(
+            [
+                "session",
+                "import-aria",
+                str(folder / "recording.vrs"),
+                "--mps",
+                str(folder / "mps"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def gen2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    aria_reader()
+    out = tmp_path_factory.mktemp("aria") / "gen2"
+    # The snippet (0.3 s) is too short for a 500 ms dwell: two SELECT events, as button presses would be.
+    args = [
+        "session",
+        "import-aria",
+        str(recording(GEN2) / GEN2_VRS),
+        "--out",
+        str(out),
+        "--select-at",
+        "0.1",
+        "0.27",
+    ]
+    assert main(args) == 0
+    return out
+
+
+def vendor_pixels(vrs: Path, eye_gazes: list, camera: CameraModel) -> np.ndarray:
+    """Nx2: where Aria's own tools put each gaze on the RGB image (the tutorial's CPF point at the gaze depth,
+    1 m without one, projected with the fisheye calibration), carried into the import's pinhole image through
+    the reader's fisheye -> pinhole undistortion (Gen 1 turned upright as the reader's rotate utility does)."""
+    from projectaria_tools.core import data_provider, mps
+
+    calibration = aria_reader()
+    device = data_provider.create_vrs_data_provider(str(vrs)).get_device_calibration()
+    fisheye = device.get_camera_calib("camera-rgb")
+    gen1 = device.get_device_version() == calibration.DeviceVersion.Gen1
+    size = (camera.height_px, camera.width_px) if gen1 else (camera.width_px, camera.height_px)
+    device_from_fisheye = fisheye.get_transform_device_camera().to_matrix()
+    pinhole = calibration.get_linear_camera_calibration(
+        *size, camera.fx_px, "camera-rgb", fisheye.get_transform_device_camera()
+    )
+    if gen1:
+        pinhole = calibration.rotate_camera_calib_cw90deg(pinhole)
+    pinhole_from_fisheye = np.linalg.inv(pinhole.get_transform_device_camera().to_matrix()) @ device_from_fisheye
+    fisheye_from_cpf = np.linalg.inv(device_from_fisheye) @ device.get_transform_device_cpf().to_matrix()
+    pixels = np.full((len(eye_gazes), 2), np.nan)
+    for i, gaze in enumerate(eye_gazes):
+        point_cpf = mps.get_eyegaze_point_at_depth(gaze.yaw, gaze.pitch, gaze.depth if gaze.depth > 0 else 1.0)
+        fisheye_px = fisheye.project((fisheye_from_cpf @ np.append(point_cpf, 1.0))[:3])
+        if fisheye_px is None:
+            continue
+        pinhole_px = pinhole.project(pinhole_from_fisheye[:3, :3] @ fisheye.unproject(fisheye_px))
+        if pinhole_px is not None:
+            pixels[i] = pinhole_px
+    return pixels
+
+
+def test_gen1_imports_and_checks(gen1: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    session = Session.open(gen1)
+    header = session.header
+    assert session.frame_count == 8 and header.source == "imported" and not header.has_depth
+    assert (header.camera.width_px, header.camera.height_px) == (704, 704) and not header.camera.has_distortion
+    assert len(session.gaze_samples()) == 4 and len(session.head_poses()) == 2  # MPS gaze, head held fixed
+    assert "head fixed" in header.description and "upright" in header.description
+    # Frame conventions: the upright camera looks along the head's forward axis (-z), its image down is head -y.
+    rotation = header.head_from_camera[:3, :3]
+    assert (rotation @ [0, 0, 1])[2] < -0.95 and (rotation @ [0, 1, 0])[1] < -0.95
+    assert session.frame(3).rgb.shape == (704, 704, 3)
+    assert main(["session", "check", str(gen1)]) == 0
+    assert capsys.readouterr().out.strip().endswith("ok")
+
+
+def test_gen1_gaze_lands_where_aria_projects_it(gen1: Path) -> None:
+    from projectaria_tools.core import mps
+
+    csv_path = recording(GEN1) / "mps" / "eye_gaze" / "general_eye_gaze.csv"
+    session = Session.open(gen1)
+    expected = vendor_pixels(
+        recording(GEN1) / "recording.vrs", list(mps.read_eyegaze(str(csv_path))), session.header.camera
+    )
+    ours = session_pixels(session, session.gaze_samples())
+    assert np.all(np.isfinite(expected)) and np.all(np.isfinite(ours))
+    assert np.abs(ours - expected).max() < 2.0
+
+
+def test_gen1_replays(gen1: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Gen 1's snippet has 4 MPS gaze samples, 100 ms apart, sweeping 20 degrees in 0.3 s: it holds no fixation
+    to select (docs/evaluation.md), but the replay runs on it end to end."""
+    assert main(["replay", str(gen1), "--out", str(tmp_path), "--no-video", "--dwell-ms", "100"]) == 0
+    assert "no meshes: the session has no depth" in capsys.readouterr().out
+
+
+def test_gen2_imports_with_device_gaze_and_vio(gen2: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    session = Session.open(gen2)
+    header = session.header
+    assert session.frame_count == 3 and (header.camera.width_px, header.camera.height_px) == (1008, 756)
+    gaze = session.gaze_samples()
+    assert len(gaze) == 9 and all(s.usable and s.vergence_depth_m for s in gaze)
+    poses = session.head_poses()
+    assert len(poses) > 100 and "device vio" in header.description and len(session.events()) == 2
+    # VIO's odometry frame has gravity along -z: the wearer's head is upright (head +y near world +z).
+    assert all((p.world_from_head[:3, :3] @ [0, 1, 0])[2] > 0.9 for p in poses)
+    assert main(["session", "check", str(gen2)]) == 0
+    assert capsys.readouterr().out.strip().endswith("ok")
+
+
+def test_gen2_gaze_lands_where_aria_projects_it(gen2: Path) -> None:
+    from projectaria_tools.core import data_provider
+
+    vrs = recording(GEN2) / GEN2_VRS
+    provider = data_provider.create_vrs_data_provider(str(vrs))
+    stream = provider.get_stream_id_from_label("eyegaze")
+    eye_gazes = [provider.get_eye_gaze_data_by_index(stream, i) for i in range(provider.get_num_data(stream))]
+    session = Session.open(gen2)
+    expected = vendor_pixels(vrs, eye_gazes, session.header.camera)
+    ours = session_pixels(session, session.gaze_samples())
+    assert np.all(np.isfinite(expected)) and np.abs(ours - expected).max() < 2.0
+
+
+def test_gen2_replays_to_selections(gen2: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(gen2), "--out", str(tmp_path), "--no-video"]) == 0
+    assert "no meshes: the session has no depth" in capsys.readouterr().out
+    selections = read_selections(tmp_path)
+    assert selections and all(mask_holds_prompt(s) for s in selections)
+    assert all(s.record["depth_source"] == "vergence" and s.record["mask_choice"] == "sam" for s in selections)
+
+
+def test_unusable_recordings_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    aria_reader()
+    gen1_vrs = recording(GEN1) / "recording.vrs"
+    assert main(["session", "import-aria", str(gen1_vrs), "--out", str(tmp_path / "a")]) == 2
+    assert "no eye gaze stream (Gen 1 records none): pass --mps" in capsys.readouterr().err
+    # The Gen 2 folder's MPS CSVs come from another recording: their clock does not overlap the frames.
+    gen2 = recording(GEN2)
+    args = [
+        "session",
+        "import-aria",
+        str(gen2 / GEN2_VRS),
+        "--mps",
+        str(gen2 / "mps"),
+        "--out",
+        str(tmp_path / "b"),
+    ]
+    assert main(args) == 2
+    assert "does not overlap the RGB frames" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

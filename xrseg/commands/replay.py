@@ -47,6 +47,11 @@ def run_replay(args: argparse.Namespace) -> int:
     for warning in session.warnings:
         print(f"xrseg: warning: {warning}")
     print(describe(replay_session(session, args, realtime=args.realtime, speed=args.speed)))
+    if not session.header.has_depth and not args.no_mesh:
+        print(
+            "xrseg: no meshes: the session has no depth "
+            "(a mask lifted at the gaze depth is a flat cut-out, not an object)"
+        )
     return 0
 
 

@@ -64,6 +64,14 @@ def _register_aria(actions: argparse._SubParsersAction) -> None:
         metavar=("W", "H", "FX", "FY", "CX", "CY"),
         help="CSV only: pinhole camera model (no distortion), looking along the head's forward axis",
     )
+    aria.add_argument(
+        "--select-at",
+        type=float,
+        nargs="+",
+        default=(),
+        metavar="S",
+        help="add SELECT events (as a button press records) S seconds after the first frame",
+    )
     aria.add_argument("--name", help="session name (default: the file name)")
     aria.add_argument("--overwrite", action="store_true", help="replace an existing session at --out")
     aria.set_defaults(func=_import_aria)
@@ -80,6 +88,14 @@ def _register_neon(actions: argparse._SubParsersAction) -> None:
     neon.add_argument("--out", type=Path, required=True, help="session directory to create")
     neon.add_argument("--frame-step", type=int, default=1, help="keep every n-th scene frame (default 1)")
     neon.add_argument("--max-frames", type=int, help="import at most this many scene frames")
+    neon.add_argument(
+        "--select-at",
+        type=float,
+        nargs="+",
+        default=(),
+        metavar="S",
+        help="add SELECT events (as a button press records) S seconds after the first frame",
+    )
     neon.add_argument("--name", help="session name (default: the folder name)")
     neon.add_argument("--overwrite", action="store_true", help="replace an existing session at --out")
     neon.set_defaults(func=_import_neon)
@@ -157,8 +173,10 @@ def _import_aria(args: argparse.Namespace) -> int:
         size_px=tuple(args.size) if args.size else None,
         focal_px=args.focal_px,
         max_frames=args.max_frames,
+        select_at_s=tuple(args.select_at),
         name=args.name,
         overwrite=args.overwrite,
+        progress=not args.quiet,
     )
     _print_import(result)
     return EXIT_OK
@@ -172,8 +190,10 @@ def _import_neon(args: argparse.Namespace) -> int:
         args.out,
         frame_step=args.frame_step,
         max_frames=args.max_frames,
+        select_at_s=tuple(args.select_at),
         name=args.name,
         overwrite=args.overwrite,
+        progress=not args.quiet,
     )
     _print_import(result)
     return EXIT_OK

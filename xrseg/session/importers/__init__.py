@@ -19,10 +19,10 @@ from types import ModuleType
 
 import numpy as np
 
-from xrseg.errors import MissingExtraError
-from xrseg.types import CameraModel, HeadPose
+from xrseg.errors import InputError, MissingExtraError
+from xrseg.types import CameraModel, EventKind, HeadPose, InputEvent
 
-__all__ = ["GazeSource", "ImportResult", "PoseSource", "fixed_head_poses", "require"]
+__all__ = ["GazeSource", "ImportResult", "PoseSource", "fixed_head_poses", "require", "select_events"]
 
 
 def require(module: str, extra: str) -> ModuleType:
@@ -65,6 +65,7 @@ class ImportResult:
     pose_source: PoseSource
     camera: CameraModel
     has_vergence: bool
+    events: int = 0
     notes: tuple[str, ...] = ()
 
     def describe(self) -> str:
@@ -74,7 +75,9 @@ class ImportResult:
             f"wrote {self.path}: {self.frames} frames ({camera.width_px}x{camera.height_px}, "
             f"fx={camera.fx_px:g}), {self.gaze_count} gaze samples ({self.valid_count} valid, "
             f"{self.gaze_source.value}{', with vergence depth' if self.has_vergence else ''}), "
-            f"{self.head_poses} head poses ({self.pose_source.value}); no depth"
+            f"{self.head_poses} head poses ({self.pose_source.value})"
+            + (f", {self.events} select events" if self.events else "")
+            + "; no depth"
         )
 
 
@@ -83,3 +86,18 @@ def fixed_head_poses(timestamps_ns: list[int]) -> list[HeadPose]:
     world frame is the head frame and every gaze sample is projected as if the head had not moved."""
     ends = sorted({min(timestamps_ns), max(timestamps_ns)})
     return [HeadPose(t, np.eye(4)) for t in ends]
+
+
+def select_events(first_frame_ns: int, last_frame_ns: int, select_at_s: tuple[float, ...]) -> list[InputEvent]:
+    """SELECT events (what a button press records) at ``select_at_s`` seconds after the first frame.
+
+    For recordings that carry no input events: the moments a user marks to select what is looked at then.
+    Raises InputError for a time outside the imported frames."""
+    events = []
+    for seconds in sorted(select_at_s):
+        timestamp_ns = first_frame_ns + round(seconds * 1e9)
+        if not first_frame_ns <= timestamp_ns <= last_frame_ns + 1_000_000_000:
+            span_s = (last_frame_ns - first_frame_ns) / 1e9
+            raise InputError(f"--select-at {seconds:g} s is outside the imported frames (0-{span_s:.3f} s)")
+        events.append(InputEvent(timestamp_ns, EventKind.SELECT))
+    return events

@@ -32,7 +32,14 @@ from tqdm import tqdm
 from xrseg.errors import InputError
 from xrseg.geometry import invert_transform
 from xrseg.session.format import SessionHeader
-from xrseg.session.importers import GazeSource, ImportResult, PoseSource, fixed_head_poses, require
+from xrseg.session.importers import (
+    GazeSource,
+    ImportResult,
+    PoseSource,
+    fixed_head_poses,
+    require,
+    select_events,
+)
 from xrseg.session.importers.aria_mps import HEAD_FROM_CPF, head_direction, read_aria_eye_gaze
 from xrseg.session.writer import SessionWriter
 from xrseg.types import CameraModel, Frame, GazeRay, GazeSample, HeadPose, Transform
@@ -232,8 +239,10 @@ def import_aria(
     size_px: tuple[int, int] | None = None,
     focal_px: float | None = None,
     max_frames: int | None = None,
+    select_at_s: tuple[float, ...] = (),
     name: str | None = None,
     overwrite: bool = False,
+    progress: bool = True,
 ) -> ImportResult:
     """Write a replayable session (frames, gaze, head poses; no depth) from an Aria VRS recording.
 
@@ -260,6 +269,7 @@ def import_aria(
         poses, pose_source = fixed_head_poses(stamps), PoseSource.FIXED
     head_from_camera = HEAD_FROM_CPF @ invert_transform(device_from_cpf) @ rectifier.device_from_camera
     camera = rectifier.camera
+    events = select_events(frame_times[0], frame_times[-1], select_at_s)
     notes = (
         f"Project Aria {'Gen 1' if gen1 else 'Gen 2'} {vrs_path.name}: RGB undistorted from Fisheye624 to a "
         f"pinhole {camera.width_px}x{camera.height_px} f={camera.fx_px:g} px"
@@ -267,6 +277,11 @@ def import_aria(
         f"gaze: {gaze_source.value} ({origin})",
         f"head poses: {pose_source.value}",
         "no depth: gaze is projected at its vergence depth, else the fallback distance; no meshes",
+        *(
+            ["select events (--select-at): " + ", ".join(f"{t:g} s" for t in sorted(select_at_s))]
+            if events
+            else []
+        ),
         "timestamps: Aria device clock (ns)",
     )
     header = SessionHeader(
@@ -278,7 +293,8 @@ def import_aria(
         description="; ".join(notes),
     )
     with SessionWriter(out, header, overwrite=overwrite) as writer:
-        for index, timestamp_ns in enumerate(tqdm(frame_times, desc="frames", unit="frame", leave=False)):
+        bar = tqdm(frame_times, desc="frames", unit="frame", leave=False, disable=None if progress else True)
+        for index, timestamp_ns in enumerate(bar):
             image, _record = provider.get_image_data_by_index(stream, index)
             rgb = rectifier.rectify(image.to_numpy_array())
             writer.write_frame(Frame(index, timestamp_ns, rgb))
@@ -286,6 +302,8 @@ def import_aria(
             writer.write_head_pose(pose)
         for sample in gaze:
             writer.write_gaze(sample)
+        for event in events:
+            writer.write_event(event)
     for note in notes:
         logger.info("%s", note)
     return ImportResult(
@@ -298,5 +316,6 @@ def import_aria(
         pose_source=pose_source,
         camera=camera,
         has_vergence=any(s.vergence_depth_m is not None for s in gaze),
+        events=len(events),
         notes=notes,
     )

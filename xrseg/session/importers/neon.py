@@ -33,7 +33,14 @@ from tqdm import tqdm
 from xrseg.errors import InputError
 from xrseg.geometry import rotation_from_quaternion
 from xrseg.session.format import SessionHeader
-from xrseg.session.importers import GazeSource, ImportResult, PoseSource, fixed_head_poses, require
+from xrseg.session.importers import (
+    GazeSource,
+    ImportResult,
+    PoseSource,
+    fixed_head_poses,
+    require,
+    select_events,
+)
 from xrseg.session.writer import SessionWriter
 from xrseg.types import CameraModel, Frame, GazeRay, GazeSample, HeadPose, Transform
 
@@ -165,8 +172,10 @@ def import_neon(
     *,
     frame_step: int = 1,
     max_frames: int | None = None,
+    select_at_s: tuple[float, ...] = (),
     name: str | None = None,
     overwrite: bool = False,
+    progress: bool = True,
 ) -> ImportResult:
     """Write a replayable session (scene frames, gaze rays, IMU head rotation; no depth) from a Neon folder.
 
@@ -188,12 +197,18 @@ def import_neon(
     pose_source = PoseSource.IMU_ROTATION
     if not poses:
         poses, pose_source = fixed_head_poses([start_ns, end_ns]), PoseSource.FIXED
+    events = select_events(start_ns, end_ns, select_at_s)
     notes = (
         f"Pupil Labs Neon {folder.name}: scene camera {camera.width_px}x{camera.height_px} as recorded "
         f"(8 distortion coefficients), every {frame_step} frame(s)",
         f"gaze: {GazeSource.NEON.value}, undistorted into rays from the scene camera centre",
         f"head poses: {pose_source.value}",
         "no depth, no vergence: gaze is projected at the fallback distance; no meshes",
+        *(
+            ["select events (--select-at): " + ", ".join(f"{t:g} s" for t in sorted(select_at_s))]
+            if events
+            else []
+        ),
         "timestamps: Neon clock (Unix epoch ns)",
     )
     header = SessionHeader(
@@ -205,14 +220,16 @@ def import_neon(
         description="; ".join(notes),
     )
     with SessionWriter(out, header, overwrite=overwrite) as writer:
-        progress = tqdm(frames, desc="frames", unit="frame", leave=False)
-        for index, (video_index, timestamp_ns) in enumerate(progress):
+        bar = tqdm(frames, desc="frames", unit="frame", leave=False, disable=None if progress else True)
+        for index, (video_index, timestamp_ns) in enumerate(bar):
             rgb = np.ascontiguousarray(recording.scene[video_index].rgb, dtype=np.uint8)
             writer.write_frame(Frame(index, timestamp_ns, rgb))
         for pose in poses:
             writer.write_head_pose(pose)
         for sample in gaze:
             writer.write_gaze(sample)
+        for event in events:
+            writer.write_event(event)
     for note in notes:
         logger.info("%s", note)
     return ImportResult(
@@ -225,5 +242,6 @@ def import_neon(
         pose_source=pose_source,
         camera=camera,
         has_vergence=False,
+        events=len(events),
         notes=notes,
     )
