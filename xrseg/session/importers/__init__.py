@@ -13,16 +13,33 @@ from __future__ import annotations
 
 import enum
 import importlib
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import numpy.typing as npt
+from tqdm import tqdm
 
 from xrseg.errors import InputError, MissingExtraError
-from xrseg.types import CameraModel, EventKind, HeadPose, InputEvent
+from xrseg.session.format import SessionHeader
+from xrseg.session.writer import SessionWriter
+from xrseg.types import CameraModel, EventKind, Frame, GazeSample, HeadPose, InputEvent, Transform
 
-__all__ = ["GazeSource", "ImportResult", "PoseSource", "fixed_head_poses", "require", "select_events"]
+__all__ = [
+    "GazeSource",
+    "ImportResult",
+    "ImportedStreams",
+    "PoseSource",
+    "fixed_head_poses",
+    "require",
+    "select_events",
+    "write_import",
+]
+
+logger = logging.getLogger(__name__)
 
 
 def require(module: str, extra: str) -> ModuleType:
@@ -101,3 +118,72 @@ def select_events(first_frame_ns: int, last_frame_ns: int, select_at_s: tuple[fl
             raise InputError(f"--select-at {seconds:g} s is outside the imported frames (0-{span_s:.3f} s)")
         events.append(InputEvent(timestamp_ns, EventKind.SELECT))
     return events
+
+
+@dataclass(frozen=True)
+class ImportedStreams:
+    """What an importer read, ready to write: frame timestamps (the images come from a reader callback), the
+    streams, where they came from, and the notes that become the header's description (one line each)."""
+
+    name: str
+    camera: CameraModel
+    head_from_camera: Transform
+    frame_times_ns: Sequence[int]
+    gaze: Sequence[GazeSample]
+    gaze_source: GazeSource
+    poses: Sequence[HeadPose]
+    pose_source: PoseSource
+    events: Sequence[InputEvent]
+    notes: tuple[str, ...]
+
+
+def write_import(
+    streams: ImportedStreams,
+    read_rgb: Callable[[int], npt.NDArray[np.uint8]],
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ImportResult:
+    """Write ``streams`` as a session without depth; ``read_rgb(i)`` gives frame i as HxWx3 uint8 RGB."""
+    header = SessionHeader(
+        name=streams.name,
+        camera=streams.camera,
+        head_from_camera=streams.head_from_camera,
+        source="imported",
+        has_depth=False,
+        description="; ".join(streams.notes),
+    )
+    times = streams.frame_times_ns
+    with SessionWriter(out, header, overwrite=overwrite) as writer:
+        bar = tqdm(times, desc="frames", unit="frame", leave=False, disable=None if progress else True)
+        for index, timestamp_ns in enumerate(bar):
+            writer.write_frame(Frame(index, timestamp_ns, read_rgb(index)))
+        for pose in streams.poses:
+            writer.write_head_pose(pose)
+        for sample in streams.gaze:
+            writer.write_gaze(sample)
+        for event in streams.events:
+            writer.write_event(event)
+    for note in streams.notes:
+        logger.info("%s", note)
+    return ImportResult(
+        path=Path(out),
+        frames=len(times),
+        gaze_count=len(streams.gaze),
+        valid_count=sum(s.usable for s in streams.gaze),
+        head_poses=len(streams.poses),
+        gaze_source=streams.gaze_source,
+        pose_source=streams.pose_source,
+        camera=streams.camera,
+        has_vergence=any(s.vergence_depth_m is not None for s in streams.gaze),
+        events=len(streams.events),
+        notes=streams.notes,
+    )
+
+
+def select_note(select_at_s: Sequence[float]) -> list[str]:
+    """The description line for ``--select-at`` events ([] without any)."""
+    if not select_at_s:
+        return []
+    return ["select events (--select-at): " + ", ".join(f"{t:g} s" for t in sorted(select_at_s))]

@@ -27,22 +27,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from xrseg.errors import InputError
 from xrseg.geometry import invert_transform
-from xrseg.session.format import SessionHeader
 from xrseg.session.importers import (
     GazeSource,
+    ImportedStreams,
     ImportResult,
     PoseSource,
     fixed_head_poses,
     require,
     select_events,
+    select_note,
+    write_import,
 )
 from xrseg.session.importers.aria_mps import HEAD_FROM_CPF, head_direction, read_aria_eye_gaze
-from xrseg.session.writer import SessionWriter
-from xrseg.types import CameraModel, Frame, GazeRay, GazeSample, HeadPose, Transform
+from xrseg.types import CameraModel, GazeRay, GazeSample, HeadPose, Transform
 
 logger = logging.getLogger(__name__)
 
@@ -250,6 +250,8 @@ def import_aria(
     stream, no gaze, gaze that does not overlap the frames).
     """
     vrs_path, mps = Path(vrs_path), Path(mps_dir) if mps_dir is not None else None
+    if max_frames is not None and max_frames < 1:
+        raise InputError(f"--max-frames must be >= 1, got {max_frames}")
     calibration = require("projectaria_tools.core.calibration", "aria")
     provider = open_vrs(vrs_path)
     stream = provider.get_stream_id_from_label(RGB_LABEL)
@@ -267,9 +269,7 @@ def import_aria(
     poses = _window(poses, frame_times[0], frame_times[-1])
     if not poses:
         poses, pose_source = fixed_head_poses(stamps), PoseSource.FIXED
-    head_from_camera = HEAD_FROM_CPF @ invert_transform(device_from_cpf) @ rectifier.device_from_camera
     camera = rectifier.camera
-    events = select_events(frame_times[0], frame_times[-1], select_at_s)
     notes = (
         f"Project Aria {'Gen 1' if gen1 else 'Gen 2'} {vrs_path.name}: RGB undistorted from Fisheye624 to a "
         f"pinhole {camera.width_px}x{camera.height_px} f={camera.fx_px:g} px"
@@ -277,45 +277,24 @@ def import_aria(
         f"gaze: {gaze_source.value} ({origin})",
         f"head poses: {pose_source.value}",
         "no depth: gaze is projected at its vergence depth, else the fallback distance; no meshes",
-        *(
-            ["select events (--select-at): " + ", ".join(f"{t:g} s" for t in sorted(select_at_s))]
-            if events
-            else []
-        ),
+        *select_note(select_at_s),
         "timestamps: Aria device clock (ns)",
     )
-    header = SessionHeader(
+    streams = ImportedStreams(
         name=name or vrs_path.stem,
         camera=camera,
-        head_from_camera=head_from_camera,
-        source="imported",
-        has_depth=False,
-        description="; ".join(notes),
-    )
-    with SessionWriter(out, header, overwrite=overwrite) as writer:
-        bar = tqdm(frame_times, desc="frames", unit="frame", leave=False, disable=None if progress else True)
-        for index, timestamp_ns in enumerate(bar):
-            image, _record = provider.get_image_data_by_index(stream, index)
-            rgb = rectifier.rectify(image.to_numpy_array())
-            writer.write_frame(Frame(index, timestamp_ns, rgb))
-        for pose in poses:
-            writer.write_head_pose(pose)
-        for sample in gaze:
-            writer.write_gaze(sample)
-        for event in events:
-            writer.write_event(event)
-    for note in notes:
-        logger.info("%s", note)
-    return ImportResult(
-        path=Path(out),
-        frames=len(frame_times),
-        gaze_count=len(gaze),
-        valid_count=sum(s.usable for s in gaze),
-        head_poses=len(poses),
+        head_from_camera=HEAD_FROM_CPF @ invert_transform(device_from_cpf) @ rectifier.device_from_camera,
+        frame_times_ns=frame_times,
+        gaze=gaze,
         gaze_source=gaze_source,
+        poses=poses,
         pose_source=pose_source,
-        camera=camera,
-        has_vergence=any(s.vergence_depth_m is not None for s in gaze),
-        events=len(events),
+        events=select_events(frame_times[0], frame_times[-1], select_at_s),
         notes=notes,
     )
+
+    def read_rgb(index: int) -> np.ndarray:
+        image, _record = provider.get_image_data_by_index(stream, index)
+        return rectifier.rectify(image.to_numpy_array())
+
+    return write_import(streams, read_rgb, out, overwrite=overwrite, progress=progress)

@@ -28,21 +28,21 @@ from typing import Any
 import cv2
 import numpy as np
 import numpy.typing as npt
-from tqdm import tqdm
 
 from xrseg.errors import InputError
 from xrseg.geometry import rotation_from_quaternion
-from xrseg.session.format import SessionHeader
 from xrseg.session.importers import (
     GazeSource,
+    ImportedStreams,
     ImportResult,
     PoseSource,
     fixed_head_poses,
     require,
     select_events,
+    select_note,
+    write_import,
 )
-from xrseg.session.writer import SessionWriter
-from xrseg.types import CameraModel, Frame, GazeRay, GazeSample, HeadPose, Transform
+from xrseg.types import CameraModel, GazeRay, GazeSample, HeadPose, Transform
 
 logger = logging.getLogger(__name__)
 
@@ -197,51 +197,29 @@ def import_neon(
     pose_source = PoseSource.IMU_ROTATION
     if not poses:
         poses, pose_source = fixed_head_poses([start_ns, end_ns]), PoseSource.FIXED
-    events = select_events(start_ns, end_ns, select_at_s)
     notes = (
         f"Pupil Labs Neon {folder.name}: scene camera {camera.width_px}x{camera.height_px} as recorded "
         f"(8 distortion coefficients), every {frame_step} frame(s)",
         f"gaze: {GazeSource.NEON.value}, undistorted into rays from the scene camera centre",
         f"head poses: {pose_source.value}",
         "no depth, no vergence: gaze is projected at the fallback distance; no meshes",
-        *(
-            ["select events (--select-at): " + ", ".join(f"{t:g} s" for t in sorted(select_at_s))]
-            if events
-            else []
-        ),
+        *select_note(select_at_s),
         "timestamps: Neon clock (Unix epoch ns)",
     )
-    header = SessionHeader(
+    streams = ImportedStreams(
         name=name or folder.name,
         camera=camera,
         head_from_camera=HEAD_FROM_SCENE_CAMERA,
-        source="imported",
-        has_depth=False,
-        description="; ".join(notes),
-    )
-    with SessionWriter(out, header, overwrite=overwrite) as writer:
-        bar = tqdm(frames, desc="frames", unit="frame", leave=False, disable=None if progress else True)
-        for index, (video_index, timestamp_ns) in enumerate(bar):
-            rgb = np.ascontiguousarray(recording.scene[video_index].rgb, dtype=np.uint8)
-            writer.write_frame(Frame(index, timestamp_ns, rgb))
-        for pose in poses:
-            writer.write_head_pose(pose)
-        for sample in gaze:
-            writer.write_gaze(sample)
-        for event in events:
-            writer.write_event(event)
-    for note in notes:
-        logger.info("%s", note)
-    return ImportResult(
-        path=Path(out),
-        frames=len(frames),
-        gaze_count=len(gaze),
-        valid_count=sum(s.usable for s in gaze),
-        head_poses=len(poses),
+        frame_times_ns=[t for _, t in frames],
+        gaze=gaze,
         gaze_source=GazeSource.NEON,
+        poses=poses,
         pose_source=pose_source,
-        camera=camera,
-        has_vergence=False,
-        events=len(events),
+        events=select_events(start_ns, end_ns, select_at_s),
         notes=notes,
     )
+
+    def read_rgb(index: int) -> np.ndarray:
+        return np.ascontiguousarray(recording.scene[frames[index][0]].rgb, dtype=np.uint8)
+
+    return write_import(streams, read_rgb, out, overwrite=overwrite, progress=progress)
