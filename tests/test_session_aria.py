@@ -354,3 +354,47 @@ def test_unusable_recordings_are_refused(tmp_path: Path, capsys: pytest.CaptureF
     assert main(args) == 2
     assert "does not overlap the RGB frames" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+TRAJECTORY_COLUMNS = (
+    "graph_uid,tracking_timestamp_us,utc_timestamp_ns,tx_world_device,ty_world_device,tz_world_device,"
+    "qx_world_device,qy_world_device,qz_world_device,qw_world_device,device_linear_velocity_x_device,"
+    "device_linear_velocity_y_device,device_linear_velocity_z_device,angular_velocity_x_device,"
+    "angular_velocity_y_device,angular_velocity_z_device,gravity_x_world,gravity_y_world,gravity_z_world,"
+    "quality_score,geo_available,tx_ecef_device,ty_ecef_device,tz_ecef_device,qx_ecef_device,qy_ecef_device,"
+    "qz_ecef_device,qw_ecef_device"
+)
+
+
+def test_mps_trajectory_gives_the_head_poses(tmp_path: Path) -> None:
+    """An MPS folder with a closed-loop trajectory (written here: the real one has none) drives the head poses:
+    world_from_head = T_world_device @ T_device_cpf @ cpf_from_head, checked with the reader's own SE3s."""
+    from projectaria_tools.core import data_provider, mps
+
+    aria_reader()
+    folder = recording(GEN1)
+    (tmp_path / "mps" / "slam").mkdir(parents=True)
+    (tmp_path / "mps" / "eye_gaze").mkdir()
+    gaze_csv = (folder / "mps" / "eye_gaze" / "general_eye_gaze.csv").read_text()
+    (tmp_path / "mps" / "eye_gaze" / "general_eye_gaze.csv").write_text(gaze_csv)
+    rows = []
+    for i, t_us in enumerate(range(86_300_000, 86_800_001, 50_000)):
+        half_turn = 0.01 * i  # the device turns about world z and walks along x
+        row = f"g,{t_us},0,{1 + 0.01 * i},2,0.5,0,0,{math.sin(half_turn)},{math.cos(half_turn)}" + ",0" * 9
+        rows.append(row + ",1,0,0,0,0,0,0,0,1")
+    trajectory = tmp_path / "mps" / "slam" / "closed_loop_trajectory.csv"
+    trajectory.write_text(TRAJECTORY_COLUMNS + "\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "session"
+    args = ["session", "import-aria", str(folder / "recording.vrs"), "--mps", str(tmp_path / "mps"), "--out"]
+    assert main([*args, str(out)]) == 0
+    session = Session.open(out)
+    assert "mps closed-loop trajectory" in session.header.description
+    device = data_provider.create_vrs_data_provider(str(folder / "recording.vrs")).get_device_calibration()
+    head_from_cpf = np.diag([-1.0, 1.0, -1.0, 1.0])
+    expected = [
+        (p.transform_world_device @ device.get_transform_device_cpf()).to_matrix() @ head_from_cpf
+        for p in mps.read_closed_loop_trajectory(str(trajectory))
+    ]
+    poses = session.head_poses()
+    assert len(poses) == len(expected) == 11
+    assert all(np.allclose(p.world_from_head, e, atol=1e-9) for p, e in zip(poses, expected, strict=True))
