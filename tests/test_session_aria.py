@@ -369,9 +369,9 @@ TRAJECTORY_COLUMNS = (
 def test_mps_trajectory_gives_the_head_poses(tmp_path: Path) -> None:
     """An MPS folder with a closed-loop trajectory (written here: the real one has none) drives the head poses:
     world_from_head = T_world_device @ T_device_cpf @ cpf_from_head, checked with the reader's own SE3s."""
+    aria_reader()
     from projectaria_tools.core import data_provider, mps
 
-    aria_reader()
     folder = recording(GEN1)
     (tmp_path / "mps" / "slam").mkdir(parents=True)
     (tmp_path / "mps" / "eye_gaze").mkdir()
