@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from xrseg.errors import InputError, SessionError
+from xrseg.select.gaze_path import GazeOptions
 from xrseg.select.pipeline import Pipeline, PipelineOptions, PipelineStats, Sink
 from xrseg.sources.base import Source, SourceItem
 from xrseg.types import Fixation, Frame, GazeSample, Selection, Transform
@@ -31,13 +32,27 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every pipeline command takes."""
     group = parser.add_argument_group("pipeline")
     group.add_argument("--out", type=Path, help="write selections (mask PNG + JSON), meshes and a summary here")
-    group.add_argument("--dwell-ms", type=float, default=500.0, help="dwell time that selects (0: events only)")
+    group.add_argument(
+        "--dwell-ms", type=float, default=GazeOptions.dwell_ms, help="dwell time that selects (0: events only)"
+    )
     group.add_argument("--fallback-depth-m", type=float, default=1.0, help="gaze distance when there is no depth")
     group.add_argument("--max-points", type=int, default=5, help="positive prompt points per fixation")
     group.add_argument(
         "--sam-choice",
         action="store_true",
         help="choose masks by SAM's predicted IoU only (no depth-aware choice, no look-through correction)",
+    )
+    group.add_argument(
+        "--max-head-motion-deg",
+        type=float,
+        default=30.0,
+        help="live/--realtime: use a keyframe only if the head turned at most this much since (default 30)",
+    )
+    group.add_argument(
+        "--max-keyframe-age-ms",
+        type=float,
+        default=8000.0,
+        help="live/--realtime: how far a keyframe may be from the fixation, and how long one waits (default 8000)",
     )
     group.add_argument("--variant", help="model variant (see `xrseg model info`); default: the manifest's")
     group.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per core)")
@@ -54,11 +69,13 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 def pipeline_options(args: argparse.Namespace, realtime: bool) -> PipelineOptions:
     return PipelineOptions(
-        dwell_ms=args.dwell_ms,
+        gaze=GazeOptions(dwell_ms=args.dwell_ms),
         fallback_depth_m=args.fallback_depth_m,
         max_points=args.max_points,
         depth_mask_choice=not getattr(args, "sam_choice", False),
         realtime=realtime,
+        max_keyframe_head_motion_deg=getattr(args, "max_head_motion_deg", 30.0),
+        max_keyframe_age_ms=getattr(args, "max_keyframe_age_ms", 8000.0),
     )
 
 
@@ -170,10 +187,12 @@ def run_pipeline(
 ) -> RunResult:
     """Run the pipeline on ``source`` with the outputs ``args`` asks for; returns stats and the summary."""
     from xrseg.fileio import write_json_atomic
+    from xrseg.sam.embeddings import EmbeddingService, EncodeMode
     from xrseg.sinks.files import SelectionWriter, summary_record
 
     options = pipeline_options(args, realtime)
     engine, encoder = make_engine_and_encoder(args)
+    embeddings = EmbeddingService(encoder, EncodeMode.BACKGROUND if realtime else EncodeMode.ON_DEMAND)
     sinks: list[Sink] = []
     out_dir: Path | None = args.out
     mesh_sink = None
@@ -182,7 +201,7 @@ def run_pipeline(
         if not args.no_mesh:
             from xrseg.sinks.mesh import MeshSink
 
-            mesh_sink = MeshSink(out_dir, camera, engine, encoder, args.follow_frames, session_path)
+            mesh_sink = MeshSink(out_dir, camera, engine, embeddings, args.follow_frames, session_path)
             sinks.append(mesh_sink)
         if not args.no_video:
             from xrseg.sinks.viz.video import OverlayVideoSink
@@ -199,7 +218,7 @@ def run_pipeline(
 
         sinks.append(RerunSink(args.rerun, camera, head_from_camera, mesh_sink=mesh_sink))  # after MeshSink
     sinks.extend(extra_sinks)
-    pipeline = Pipeline(camera, head_from_camera, engine, encoder, options, sinks)
+    pipeline = Pipeline(camera, head_from_camera, engine, encoder, options, sinks, embeddings)
     for sink in sinks:
         if hasattr(sink, "stats") and getattr(sink, "stats", None) is None:
             sink.stats = pipeline.stats  # the viz sinks show live counters

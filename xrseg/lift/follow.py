@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from xrseg.errors import InputError
 from xrseg.geometry import in_image, invert_transform, project_points, transform_points
+from xrseg.masks import mask_iou
 from xrseg.types import CameraModel, as_transform
 
 logger = logging.getLogger(__name__)
@@ -251,8 +252,7 @@ class ObjectFollower:
         if params.silhouette_dilate_px > 0:
             dilated = np.asarray(cv2.dilate(silhouette_u8, _disk(params.silhouette_dilate_px)), np.uint8)
         dilated_b = dilated.astype(np.bool_)
-        union = int(np.count_nonzero(mask | dilated_b))
-        iou = int(np.count_nonzero(mask & dilated_b)) / union if union else 0.0
+        iou = mask_iou(mask, dilated_b)
         coverage = float(np.mean(mask[rows, cols]))
         if iou < params.min_iou:
             return result(f"mask disagrees with projection (IoU {iou:.2f} < {params.min_iou:g})", iou, coverage)

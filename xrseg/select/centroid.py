@@ -12,9 +12,10 @@ has the gaze *moved away* from where it was resting? For each new sample it comp
 
 When they differ by more than ``threshold_deg`` a saccade has started: the fixation ends before the window and
 a new candidate starts with the window's samples (during the saccade this repeats until the gaze lands). The
-threshold adapts to the tracker: ``max(min_threshold_deg, noise_factor * sigma / sqrt(n))`` with ``sigma`` the
-robust per-sample noise measured inside fixations (median deviation from the centroid / 1.1774, the Rayleigh
-median) and ``n`` the number of samples in the window. A 0.5 deg RMS tracker at 120 Hz gives about 1.5 deg:
+threshold adapts to the tracker: ``max(min_threshold_deg, noise_factor * sigma * sqrt(pi / 2 / n + 1 / m))``
+with ``sigma`` the robust per-axis noise of one sample measured inside fixations (median deviation from the
+centroid / 1.1774, the Rayleigh median), ``n`` the samples in the window (the variance of a median is about
+pi / 2 times that of a mean) and ``m`` those behind the centroid. 0.5 deg per axis at 120 Hz gives about 1.5 deg:
 every saccade of 3 deg or more splits, noise does not.
 
 Directions may be in any frame; the pipeline passes world-frame directions when it has head poses (a target
@@ -106,9 +107,11 @@ class CentroidDetector:
         """The current robust per-axis noise estimate of single samples, in degrees."""
         return float(np.median(np.asarray(self._deviations))) / _RAYLEIGH_MEDIAN
 
-    def threshold_deg(self, window_samples: int) -> float:
-        """The centroid shift (degrees) that ends a fixation, for a window of ``window_samples`` samples."""
-        return max(self.min_threshold_deg, self.noise_factor * self.noise_deg / math.sqrt(max(window_samples, 1)))
+    def threshold_deg(self, window_samples: int, reference_samples: int) -> float:
+        """The centroid shift (degrees) that ends a fixation, for a window of ``window_samples`` samples
+        compared with the centroid of ``reference_samples``."""
+        spread = math.sqrt(math.pi / 2 / max(window_samples, 1) + 1 / max(reference_samples, 1))
+        return max(self.min_threshold_deg, self.noise_factor * self.noise_deg * spread)
 
     # -- internals
 
@@ -139,12 +142,12 @@ class CentroidDetector:
         while ref_from > 0 and newest_ref - self._samples[ref_from - 1].timestamp_ns < self.reference_ns:
             ref_from -= 1
         reference = np.stack(self._directions[ref_from:start])
-        if len(reference) < 2:
+        if len(reference) < 3:
             return []
         centroid = _normalised(reference.mean(axis=0))
         recent = _normalised(np.median(np.stack(self._directions[start:]), axis=0))
         shift = float(angle_between_deg(recent, centroid))
-        if shift > self.threshold_deg(len(self._directions) - start):
+        if shift > self.threshold_deg(len(self._directions) - start, len(reference)):
             return self._end(start)
         self._deviations.append(float(angle_between_deg(self._directions[-1], centroid)))
         return []

@@ -48,6 +48,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from xrseg.masks import mask_iou
 from xrseg.sam.records import MaskPrediction
 
 
@@ -121,11 +122,6 @@ def depth_edges(depth_m: npt.NDArray[np.float32], edge_jump: float = 0.04) -> np
     return result
 
 
-def _iou(a: npt.NDArray[np.bool_], b: npt.NDArray[np.bool_]) -> float:
-    union = int(np.count_nonzero(a | b))
-    return int(np.count_nonzero(a & b)) / union if union else 0.0
-
-
 def gaze_surface(
     candidates: npt.NDArray[np.bool_],
     edges: npt.NDArray[np.bool_],
@@ -183,7 +179,7 @@ def choose_mask(
     surface = gaze_surface(masks[plausible], edges, positives)
     if surface is None:
         return sam
-    ious = {i: _iou(masks[i] & ~edges, surface) for i in plausible}
+    ious = {i: mask_iou(masks[i] & ~edges, surface) for i in plausible}
     best_core = masks[prediction.best] & ~edges
     outside = int(np.count_nonzero(best_core & ~surface)) / max(int(np.count_nonzero(best_core)), 1)
     if outside > options.max_outside:

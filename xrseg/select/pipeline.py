@@ -1,45 +1,48 @@
 """The pipeline: sensor items in, selections out. Replay and live runs drive the same :class:`Pipeline`.
 
-Per gaze sample: One Euro filter -> I-VT fixation detector -> dwell trigger (and SELECT events). Per trigger:
-pick the keyframe (see below), make point prompts from the fixation's raw samples through that keyframe's
-pose and depth (:mod:`xrseg.select.prompter`), decode, choose a mask with the keyframe's depth (and prompt again if
-the gaze looked through a hole; :mod:`xrseg.select.maskchoice`), and hand a :class:`~xrseg.types.Selection` to the
-sinks. REJECT, LARGER and SMALLER events act on the latest selection.
+Per gaze sample (:mod:`xrseg.select.gaze_path`): the direction in the world frame (head pose at its time) ->
+centroid-shift fixation detector -> dwell trigger; a SELECT event selects the fixation in progress. Per
+trigger: pick the keyframe (see below), then :class:`~xrseg.select.selector.Selector` makes point prompts from
+the fixation's raw samples through that keyframe's pose and depth, decodes, chooses a mask with the depth,
+corrects look-throughs and, when the mask under the gaze is no plausible target, searches the tracker's error
+cone; the :class:`~xrseg.types.Selection` goes to the sinks. REJECT offers the next plausible candidate for
+the same gaze; LARGER and SMALLER step through the decoder's masks.
 
-Keyframes. Deterministic mode (replay, the default): the keyframe for a trigger is the newest frame at or
-before the trigger's time, encoded on demand and cached, so a replay gives the same selections on every
-machine. Asynchronous mode (live, ``--realtime``): a background encoder takes the newest frame whenever it is
-free (latest wins; superseded frames are counted as dropped), and a trigger uses the newest frame that already
-has an embedding, so the gaze path never waits for the encoder. Either way the prompter projects every gaze
-sample with the head pose at the sample's own time, so head motion since the keyframe is corrected for.
+Keyframes come from one :class:`~xrseg.sam.embeddings.EmbeddingService` (the only caller of the encoder,
+shared with the sinks). Deterministic mode (replay, the default): the keyframe for a trigger is the newest
+frame at or before the trigger's time, encoded on demand and cached, so a replay gives the same selections on
+every machine. Asynchronous mode (live, ``--realtime``): the service's worker encodes the newest frame whenever
+it is free (latest wins; superseded frames are counted as dropped), and a trigger uses an already encoded
+keyframe chosen by head motion (:mod:`xrseg.select.keyframes`), so the gaze path never waits for the encoder;
+a trigger with no usable keyframe yet waits for the next one (checked on every frame) and is dropped as stale
+only after ``max_keyframe_age_ms``. Either way the prompter projects every gaze sample with the head pose at
+the sample's own time, so head motion since the keyframe is corrected for.
 
 Sinks receive what happens (:class:`Sink`); they write files, publish over ZeroMQ, lift meshes or draw.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import queue
-import threading
-import time
 from bisect import bisect_right
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
 from xrseg.errors import InputError
 from xrseg.geometry import PoseTrack
+from xrseg.sam.embeddings import EmbeddingService, EncodeMode, Encoder, Keyframe
 from xrseg.sam.records import ImageEmbedding, MaskPrediction
-from xrseg.select.filters import OneEuroFilter
-from xrseg.select.fixations import IVTDetector
-from xrseg.select.maskchoice import ChoiceOptions, ChoiceReason, MaskChoice, choose_mask, look_through_point
+from xrseg.select.candidates import CandidateOptions
+from xrseg.select.gaze_path import GazeOptions, GazePath
+from xrseg.select.keyframes import KeyframePolicy, KeyframeRefusal, choose_keyframe
+from xrseg.select.maskchoice import ChoiceOptions
 from xrseg.select.prompter import Prompt, Prompter, PromptMiss, evenly_spaced
-from xrseg.select.triggers import DwellTrigger, EventTrigger, GazeHistory, Trigger
+from xrseg.select.selector import Decision, Decoder, Selector, Timing
+from xrseg.select.triggers import Trigger
 from xrseg.sources.base import Source, SourceItem
 from xrseg.types import (
     CameraModel,
@@ -59,41 +62,14 @@ log = logging.getLogger(__name__)
 _MS = 1_000_000
 
 
-class Encoder(Protocol):
-    """Anything that turns an HxWx3 uint8 RGB image into an embedding: the local engine or a remote one."""
-
-    def encode(self, image: np.ndarray) -> ImageEmbedding: ...
-
-
-class Decoder(Protocol):
-    def decode(
-        self,
-        embedding: ImageEmbedding | None = None,
-        points: np.ndarray | None = None,
-        labels: np.ndarray | None = None,
-        box: np.ndarray | None = None,
-        mask_input: np.ndarray | None = None,
-        multimask: bool = True,
-    ) -> MaskPrediction: ...
-
-
 @dataclass(frozen=True)
 class PipelineOptions:
     """Tunable behaviour. Times in milliseconds, angles in degrees, distances in metres."""
 
-    dwell_ms: float = 500.0
-    """A fixation this long selects what it looks at (0 disables dwell; then only SELECT events select)."""
+    gaze: GazeOptions = field(default_factory=GazeOptions)
+    """Fixation detection, dwell and SELECT handling (:mod:`xrseg.select.gaze_path`)."""
     select_on_events: bool = True
-    """SELECT events (button, pinch) select the current fixation."""
-    velocity_threshold_deg_s: float = 50.0
-    """I-VT threshold on the filtered gaze. Tobii's 30 deg/s assumes its own noise reduction; on the bundled
-    scenes (0.5 deg RMS precision at 120 Hz) 50 deg/s on 1 Hz-filtered gaze finds 31 of 33 scripted fixations
-    against 25 at 30 deg/s."""
-    min_fixation_ms: float = 100.0
-    filter_min_cutoff_hz: float = 1.0
-    filter_beta: float = 0.0
-    """One Euro speed coefficient for the gaze that feeds the detector. 0 (a plain 1 Hz low-pass) because
-    tracker noise itself looks like speed: any beta > 0 let noise through and split fixations."""
+    """SELECT events (button, pinch) select what is being looked at."""
     max_prompt_samples: int = 12
     """At most this many of a fixation's samples (evenly spaced) are projected to make its prompt."""
     max_points: int = 5
@@ -103,15 +79,30 @@ class PipelineOptions:
     """Choose among the candidate masks with the keyframe's depth and correct look-throughs
     (:mod:`xrseg.select.maskchoice`); False keeps SAM's own ambiguity rule."""
     choice: ChoiceOptions = field(default_factory=ChoiceOptions)
+    cone_search: bool = True
+    """When the mask under the gaze is no plausible target, search the tracker's error cone for one
+    (:mod:`xrseg.select.candidates`; needs depth and ``depth_mask_choice``)."""
+    candidates: CandidateOptions = field(default_factory=CandidateOptions)
     realtime: bool = False
     """Encode keyframes asynchronously (latest wins) instead of on demand."""
-    max_keyframe_age_ms: float = 1000.0
-    """A keyframe older than this at trigger time is not used (the selection is dropped with a reason)."""
-    history_s: float = 5.0
+    max_keyframe_head_motion_deg: float = 30.0
+    """Asynchronous mode: a keyframe is used for a fixation only if the head turned at most this much between
+    them (:mod:`xrseg.select.keyframes`)."""
+    max_keyframe_age_ms: float = 8000.0
+    """Asynchronous mode: a keyframe at most this far from the trigger; a trigger waits this long for one."""
+    history_s: float = 10.0
+    """Frames, head poses and gaze samples kept (must cover ``max_keyframe_age_ms``)."""
 
     def __post_init__(self) -> None:
-        if self.dwell_ms < 0 or self.max_keyframe_age_ms <= 0 or self.history_s <= 0:
-            raise InputError("dwell_ms must be >= 0 and max_keyframe_age_ms, history_s > 0")
+        if self.gaze.dwell_ms < 0 or self.history_s <= 0:
+            raise InputError("dwell_ms must be >= 0 and history_s > 0")
+        _ = self.keyframe_policy  # raises on bad keyframe limits
+        if self.max_keyframe_age_ms > self.history_s * 1000.0:
+            raise InputError("max_keyframe_age_ms must not exceed history_s (poses older than that are gone)")
+
+    @property
+    def keyframe_policy(self) -> KeyframePolicy:
+        return KeyframePolicy(self.max_keyframe_head_motion_deg, self.max_keyframe_age_ms)
 
 
 @dataclass(frozen=True)
@@ -124,27 +115,16 @@ class Drop:
     fixation: Fixation | None = None
 
 
-@dataclass(frozen=True)
-class Timing:
-    """Milliseconds spent on one selection: prompt making, decoding (twice after a look-through), choosing
-    the mask, and encoding when it was on demand."""
-
-    prompt_ms: float
-    decode_ms: float
-    encode_ms: float
-    choose_ms: float = 0.0
-
-    @property
-    def gaze_to_mask_ms(self) -> float:
-        """From the trigger to the mask, not counting an on-demand encode (live keyframes are encoded ahead)."""
-        return self.prompt_ms + self.decode_ms + self.choose_ms
-
-
 class Sink:
     """Receives what the pipeline does. Override what you need; every method defaults to doing nothing."""
 
     def on_frame(self, frame: Frame, world_from_camera: Transform | None) -> None:
         """Every frame, as it arrives, with the camera pose at its time when the head pose is known."""
+
+    def on_keyframe(self, keyframe: Keyframe, world_from_camera: Transform | None) -> None:
+        """A frame the background encoder finished (asynchronous mode only), with the camera pose at its time.
+
+        Called on the pipeline thread, at the next frame after the encode finished."""
 
     def on_gaze(self, sample: GazeSample, filtered: GazeSample) -> None:
         """Every gaze sample, raw and One-Euro filtered."""
@@ -182,81 +162,6 @@ class PipelineStats:
     encode_ms: list[float] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Keyframe:
-    frame: Frame
-    embedding: ImageEmbedding
-    encode_ms: float
-
-
-class AsyncEncoder:
-    """Encodes the newest submitted frame on a background thread; a newer submission replaces a waiting one.
-
-    The mailbox holds one frame, so the queue can never grow: a frame replaced before the thread took it is
-    counted in :attr:`dropped`. :meth:`latest_at` returns the newest encoded keyframe at or before a time.
-    """
-
-    def __init__(self, encoder: Encoder, keep: int = 4) -> None:
-        self._encoder = encoder
-        self._mailbox: queue.Queue[Frame | None] = queue.Queue(maxsize=1)
-        self._done: deque[_Keyframe] = deque(maxlen=keep)
-        self._lock = threading.Lock()
-        self.dropped = 0
-        self.encoded = 0
-        self.encode_ms: list[float] = []
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="xrseg-encoder", daemon=True)
-        self._thread.start()
-
-    def submit(self, frame: Frame) -> None:
-        if self._error is not None:
-            raise self._error
-        try:
-            self._mailbox.get_nowait()
-            self.dropped += 1
-        except queue.Empty:
-            pass
-        self._mailbox.put_nowait(frame)
-
-    def _run(self) -> None:
-        while True:
-            frame = self._mailbox.get()
-            if frame is None:
-                return
-            started = time.perf_counter()
-            try:
-                embedding = self._encoder.encode(frame.rgb)
-            except BaseException as err:  # surfaced to the pipeline thread on its next submit
-                self._error = err
-                return
-            elapsed = (time.perf_counter() - started) * 1000.0
-            with self._lock:
-                self._done.append(_Keyframe(frame, embedding, 0.0))
-                self.encoded += 1
-                self.encode_ms.append(elapsed)
-
-    def latest_at(self, timestamp_ns: int) -> _Keyframe | None:
-        with self._lock:
-            candidates = [k for k in self._done if k.frame.timestamp_ns <= timestamp_ns]
-        return max(candidates, key=lambda k: k.frame.timestamp_ns) if candidates else None
-
-    def close(self) -> None:
-        with contextlib.suppress(queue.Empty):
-            self._mailbox.get_nowait()
-        self._mailbox.put(None)
-        self._thread.join(timeout=30)
-
-
-def _moved_prompt(prompt: Prompt, point_xy: tuple[float, float]) -> Prompt:
-    """``prompt`` with its positives replaced by the single (x, y) pixel ``point_xy``; negatives kept."""
-    negatives = prompt.points_xy[prompt.labels == 0]
-    return dataclasses.replace(
-        prompt,
-        points_xy=np.vstack([np.asarray([point_xy], np.float32), negatives]).astype(np.float32),
-        labels=np.concatenate([np.ones(1, np.int32), np.zeros(len(negatives), np.int32)]),
-    )
-
-
 class Pipeline:
     """Turns a time-ordered stream of sensor items into selections. See the module docstring."""
 
@@ -268,7 +173,10 @@ class Pipeline:
         encoder: Encoder | None = None,
         options: PipelineOptions | None = None,
         sinks: Sequence[Sink] = (),
+        embeddings: EmbeddingService | None = None,
     ) -> None:
+        """``embeddings``: the run's embedding service when sinks share it (its mode must match
+        ``options.realtime``); by default the pipeline makes its own around ``encoder``."""
         self.camera = camera
         self.head_from_camera = as_transform(head_from_camera, "head_from_camera")
         self.options = options or PipelineOptions()
@@ -278,23 +186,33 @@ class Pipeline:
         self.stats = PipelineStats()
         opts = self.options
         history_ns = int(opts.history_s * 1e9)
-        self._filter = OneEuroFilter(min_cutoff_hz=opts.filter_min_cutoff_hz, beta=opts.filter_beta)
-        self._detector = IVTDetector(
-            velocity_threshold_deg_s=opts.velocity_threshold_deg_s, min_fixation_ns=int(opts.min_fixation_ms * _MS)
+        self._gaze = GazePath(opts.gaze, history_ns)
+        self._selector = Selector(
+            camera,
+            decoder,
+            Prompter(max_points=opts.max_points, fallback_depth_m=opts.fallback_depth_m),
+            opts.choice,
+            opts.candidates,
+            depth_choice=opts.depth_mask_choice,
+            cone_search=opts.cone_search,
+            multimask=opts.multimask,
         )
-        self._dwell = DwellTrigger(int(opts.dwell_ms * _MS)) if opts.dwell_ms > 0 else None
-        self._events = EventTrigger()
-        self._raw = GazeHistory(history_ns)
-        self._prompter = Prompter(max_points=opts.max_points, fallback_depth_m=opts.fallback_depth_m)
         self._frames: deque[Frame] = deque()
         self._history_ns = history_ns
         self._pose_times: deque[int] = deque()
         self._poses: deque[np.ndarray] = deque()
         self._track: PoseTrack | None = None
-        self._embeddings: OrderedDict[int, _Keyframe] = OrderedDict()
-        self._async = AsyncEncoder(self.encoder) if opts.realtime else None
+        mode = EncodeMode.BACKGROUND if opts.realtime else EncodeMode.ON_DEMAND
+        if embeddings is not None and embeddings.mode is not mode:
+            raise InputError(
+                f"the embedding service encodes {embeddings.mode.value}; this pipeline needs {mode.value}"
+            )
+        self.embeddings = embeddings if embeddings is not None else EmbeddingService(self.encoder, mode)
+        """The one owner of encoder calls and cached embeddings; sinks may share it (see MeshSink)."""
+        self._pending: deque[Trigger] = deque()
+        self._keyframes_seen: set[int] = set()
         self._negatives: list[np.ndarray] = []
-        self._last: tuple[Selection, Frame, Transform, MaskPrediction] | None = None
+        self._last: _Latest | None = None
         self._next_id = 1
 
     @property
@@ -328,30 +246,73 @@ class Pipeline:
 
     def finish(self) -> None:
         """Flush the fixation detector (the stream has ended)."""
-        for fixation in self._detector.flush():
+        for fixation in self._gaze.flush():
             self._fixation_done(fixation)
 
     def close(self) -> None:
-        if self._async is not None:
-            self._async.close()
-            self.stats.frames_dropped_by_encoder = self._async.dropped
-            self.stats.encodes += self._async.encoded
-            self.stats.encode_ms.extend(self._async.encode_ms)
-            self._async = None
-        for sink in self.sinks:
-            sink.close()
+        """Finish waiting triggers with the keyframe being encoded, stop the encoder, close the sinks.
+
+        Raises :class:`~xrseg.errors.ModelError` when the background encoder failed (after the sinks closed)."""
+        try:
+            if self._pending and self.embeddings.wait_idle(timeout_s=30.0):
+                self._new_keyframes()
+            self._retry_pending(final=True)
+        finally:
+            try:
+                self.embeddings.close()
+            finally:
+                self._sync_encoder_stats()
+                for sink in self.sinks:
+                    sink.close()
+
+    def _sync_encoder_stats(self) -> None:
+        encoder = self.embeddings.stats
+        self.stats.encodes = encoder.encoded
+        self.stats.frames_dropped_by_encoder = encoder.dropped
+        self.stats.encode_ms[len(self.stats.encode_ms) :] = encoder.encode_ms[len(self.stats.encode_ms) :]
 
     def _on_frame(self, frame: Frame) -> None:
         self.stats.frames += 1
         self._frames.append(frame)
         while self._frames and frame.timestamp_ns - self._frames[0].timestamp_ns > self._history_ns:
             self._frames.popleft()
-        if self._async is not None:
-            self._async.submit(frame)
-            self.stats.frames_dropped_by_encoder = self._async.dropped  # live, for heads-up displays
+        if self.embeddings.mode is EncodeMode.BACKGROUND:
+            self.embeddings.submit(frame)
+            self._new_keyframes()
+        self._sync_encoder_stats()  # live, for heads-up displays
         world_from_camera = self.world_from_camera_at(frame.timestamp_ns)
         for sink in self.sinks:
             sink.on_frame(frame, world_from_camera)
+        self._retry_pending(final=False, now_ns=frame.timestamp_ns)
+
+    def _new_keyframes(self) -> None:
+        """Tell the sinks about keyframes the background encoder finished since the last call."""
+        for keyframe in self.embeddings.keyframes():
+            if keyframe.frame.index in self._keyframes_seen:
+                continue
+            self._keyframes_seen.add(keyframe.frame.index)
+            world_from_camera = self.world_from_camera_at(keyframe.frame.timestamp_ns)
+            for sink in self.sinks:
+                sink.on_keyframe(keyframe, world_from_camera)
+        if len(self._keyframes_seen) > 64:
+            cached = {k.frame.index for k in self.embeddings.keyframes()}
+            self._keyframes_seen &= cached
+
+    def _retry_pending(self, final: bool, now_ns: int | None = None) -> None:
+        """Select the waiting triggers that now have a usable keyframe, oldest first; drop the expired ones."""
+        limit_ns = int(self.options.max_keyframe_age_ms * _MS)
+        while self._pending:
+            trigger = self._pending[0]
+            choice = self._choose_keyframe(trigger)
+            expired = final or (now_ns is not None and now_ns - trigger.timestamp_ns > limit_ns)
+            if isinstance(choice, KeyframeRefusal) and not expired:
+                return
+            self._pending.popleft()
+            if isinstance(choice, KeyframeRefusal):
+                drop = Drop(trigger.timestamp_ns, choice.kind.value, choice.reason, trigger.fixation)
+                self._drop(drop)
+            else:
+                self._select(trigger, retry=True)
 
     def _on_pose(self, pose: HeadPose) -> None:
         self.stats.head_poses += 1
@@ -366,16 +327,15 @@ class Pipeline:
 
     def _on_gaze(self, sample: GazeSample) -> None:
         self.stats.gaze_samples += 1
-        self._raw.push(sample)
-        filtered = self._filter.filter_sample(sample) if sample.usable else sample
+        track = self._pose_track()
+        world_from_head = track.at(sample.timestamp_ns) if track is not None else None
+        step = self._gaze.push(sample, world_from_head)
         for sink in self.sinks:
-            sink.on_gaze(sample, filtered)
-        for fixation in self._detector.push(filtered):
+            sink.on_gaze(sample, step.filtered)
+        for fixation in step.fixations:
             self._fixation_done(fixation)
-        if self._dwell is not None:
-            trigger = self._dwell.update(self._detector.current())
-            if trigger is not None:
-                self._select(trigger)
+        if step.trigger is not None:
+            self._select(step.trigger)
 
     def _fixation_done(self, fixation: Fixation) -> None:
         self.stats.fixations += 1
@@ -386,13 +346,14 @@ class Pipeline:
         self.stats.events += 1
         if event.kind is EventKind.SELECT:
             if self.options.select_on_events:
-                trigger = self._events.on_event(event, self._detector.current(), self._detector.last_ended())
+                trigger = self._gaze.on_select(event)
                 if trigger is None:
-                    self._drop(Drop(event.timestamp_ns, "no_fixation", "select event with no fixation to select"))
+                    reason = "select event while no fixation was in progress or had just ended"
+                    self._drop(Drop(event.timestamp_ns, "no_fixation", reason))
                 else:
                     self._select(trigger)
         elif event.kind is EventKind.REJECT:
-            self._reject()
+            self._reject(event.timestamp_ns)
         elif event.kind in (EventKind.LARGER, EventKind.SMALLER):
             self._step(event.kind is EventKind.LARGER, event.timestamp_ns)
 
@@ -409,26 +370,35 @@ class Pipeline:
         world_from_head = track.at(timestamp_ns) if track is not None else None
         return None if world_from_head is None else world_from_head @ self.head_from_camera
 
-    def _keyframe(self, timestamp_ns: int) -> _Keyframe | None:
-        if self._async is not None:
-            return self._async.latest_at(timestamp_ns)
-        times = [f.timestamp_ns for f in self._frames]
-        index = bisect_right(times, timestamp_ns) - 1
-        if index < 0:
+    def _choose_keyframe(self, trigger: Trigger) -> Keyframe | KeyframeRefusal:
+        """Asynchronous mode: an encoded keyframe usable for ``trigger`` (by head motion), or why none is."""
+        return choose_keyframe(
+            self.embeddings.keyframes(),
+            trigger.timestamp_ns,
+            trigger.fixation.start_ns,
+            self._pose_track(),
+            self.options.keyframe_policy,
+        )
+
+    def _keyframe(self, trigger: Trigger, retry: bool) -> Keyframe | None:
+        """The keyframe for ``trigger``; None when it has none (yet: then it waits in ``_pending``)."""
+        if self.embeddings.mode is EncodeMode.BACKGROUND:
+            choice = self._choose_keyframe(trigger) if retry or not self._pending else None
+            if isinstance(choice, Keyframe):
+                return choice
+            if choice is not None and self.embeddings.failed:  # no keyframe will come
+                self._drop(Drop(trigger.timestamp_ns, choice.kind.value, choice.reason, trigger.fixation))
+            else:
+                self._pending.append(trigger)  # a later keyframe may do; oldest first
+                log.info("selection at %.3f s waits for a keyframe", trigger.timestamp_ns / 1e9)
             return None
-        frame = self._frames[index]
-        cached = self._embeddings.get(frame.index)
-        if cached is not None:
-            return _Keyframe(cached.frame, cached.embedding, 0.0)
-        started = time.perf_counter()
-        embedding = self.encoder.encode(frame.rgb)
-        elapsed = (time.perf_counter() - started) * 1000.0
-        self.stats.encodes += 1
-        self.stats.encode_ms.append(elapsed)
-        keyframe = _Keyframe(frame, embedding, elapsed)
-        self._embeddings[frame.index] = keyframe
-        while len(self._embeddings) > 4:
-            self._embeddings.popitem(last=False)
+        times = [f.timestamp_ns for f in self._frames]
+        index = bisect_right(times, trigger.timestamp_ns) - 1
+        if index < 0:
+            self._drop(Drop(trigger.timestamp_ns, "no_keyframe", "no camera frame yet", trigger.fixation))
+            return None
+        keyframe = self.embeddings.embedding_for(self._frames[index])
+        self._sync_encoder_stats()
         return keyframe
 
     def _drop(self, drop: Drop) -> None:
@@ -437,87 +407,50 @@ class Pipeline:
         for sink in self.sinks:
             sink.on_drop(drop)
 
-    def _select(self, trigger: Trigger) -> None:
-        self.stats.triggers += 1
+    def _select(self, trigger: Trigger, retry: bool = False) -> None:
+        if not retry:
+            self.stats.triggers += 1
         opts = self.options
         fixation = trigger.fixation
-        if self._last is not None and fixation.start_ns <= self._last[0].fixation.end_ns:
+        if self._last is not None and fixation.start_ns <= self._last.selection.fixation.end_ns:
             # A SELECT press during a fixation that dwell already selected confirms it: no second selection.
             self._drop(
                 Drop(trigger.timestamp_ns, "already_selected", "this fixation is already selected", fixation)
             )
             return
-        keyframe = self._keyframe(trigger.timestamp_ns)
+        keyframe = self._keyframe(trigger, retry)  # None: dropped, or waiting for a keyframe
         if keyframe is None:
-            self._drop(Drop(trigger.timestamp_ns, "no_keyframe", "no encoded camera frame yet", fixation))
-            return
-        age_ms = (trigger.timestamp_ns - keyframe.frame.timestamp_ns) / _MS
-        if age_ms > self.options.max_keyframe_age_ms:
-            reason = f"newest keyframe is {age_ms:.0f} ms old (limit {self.options.max_keyframe_age_ms:.0f} ms)"
-            self._drop(Drop(trigger.timestamp_ns, "stale_keyframe", reason, fixation))
             return
         track = self._pose_track()
         world_from_camera = self.world_from_camera_at(keyframe.frame.timestamp_ns)
         if track is None or world_from_camera is None:
             self._drop(Drop(trigger.timestamp_ns, "no_head_pose", "no head pose at the keyframe's time", fixation))
             return
-        started = time.perf_counter()
-        samples = evenly_spaced(self._raw.samples_for(fixation), opts.max_prompt_samples)
-        prompt = self._prompter.make_prompt(
+        samples = evenly_spaced(self._gaze.samples_for(fixation), opts.max_prompt_samples)
+        decision = self._selector.decide(
+            keyframe.frame,
+            keyframe.embedding,
+            keyframe.encode_ms,
             samples,
             track,
             world_from_camera,
-            self.camera,
-            keyframe.frame.depth_m,
             self._negatives,
         )
-        prompt_ms = (time.perf_counter() - started) * 1000.0
-        if isinstance(prompt, PromptMiss):
-            self._drop(Drop(trigger.timestamp_ns, "prompt_miss", prompt.reason, fixation))
+        if isinstance(decision, PromptMiss):
+            self._drop(Drop(trigger.timestamp_ns, "prompt_miss", decision.reason, fixation))
             return
-        started = time.perf_counter()
-        prediction = self._decode(keyframe.embedding, prompt)
-        decode_ms = (time.perf_counter() - started) * 1000.0
-        started = time.perf_counter()
-        depth_m = keyframe.frame.depth_m
-        choice = self._choose(prediction, depth_m, prompt)
-        point = None
-        if opts.depth_mask_choice:
-            point = look_through_point(prediction.masks[choice.index], depth_m, prompt.gaze_xy, opts.choice)
-        choose_ms = (time.perf_counter() - started) * 1000.0
-        if point is not None:
-            log.info(
-                "gaze at (%.0f, %.0f) looks through a hole: prompting at (%.0f, %.0f)", *prompt.gaze_xy, *point
-            )
-            prompt = _moved_prompt(prompt, point)
-            started = time.perf_counter()
-            prediction = self._decode(keyframe.embedding, prompt)
-            decode_ms += (time.perf_counter() - started) * 1000.0
-            started = time.perf_counter()
-            choice = self._choose(prediction, depth_m, prompt)
-            choose_ms += (time.perf_counter() - started) * 1000.0
-        self.stats.timings.append(Timing(prompt_ms, decode_ms, keyframe.encode_ms, choose_ms))
+        self.stats.timings.append(decision.timing)
         selection = self._make_selection(
             trigger.timestamp_ns,
             fixation,
             keyframe.frame,
-            prompt,
-            prediction,
-            choice.index,
-            mask_choice=choice.reason.value,
-            look_through=point is not None,
+            decision.prompt,
+            decision.prediction,
+            decision.index,
+            mask_choice=decision.reason.value,
+            look_through=decision.look_through,
         )
-        self._publish(selection, keyframe.frame, world_from_camera, prediction)
-
-    def _decode(self, embedding: ImageEmbedding, prompt: Prompt) -> MaskPrediction:
-        return self.decoder.decode(
-            embedding, points=prompt.points_xy, labels=prompt.labels, multimask=self.options.multimask
-        )
-
-    def _choose(self, prediction: MaskPrediction, depth_m: np.ndarray | None, prompt: Prompt) -> MaskChoice:
-        if not self.options.depth_mask_choice:
-            return MaskChoice(prediction.best, ChoiceReason.SAM)
-        return choose_mask(prediction, depth_m, prompt.points_xy, prompt.labels, self.options.choice)
+        self._publish(_Latest(selection, keyframe.frame, world_from_camera, decision, keyframe.embedding))
 
     def _make_selection(
         self,
@@ -555,11 +488,10 @@ class Pipeline:
             look_through=look_through,
         )
 
-    def _publish(
-        self, selection: Selection, frame: Frame, world_from_camera: Transform, pred: MaskPrediction
-    ) -> None:
+    def _publish(self, latest: _Latest) -> None:
         self.stats.selections += 1
-        self._last = (selection, frame, world_from_camera, pred)
+        self._last = latest
+        selection, frame = latest.selection, latest.frame
         log.info(
             "selection %d on frame %d: %d px, score %.2f, gaze (%.0f, %.0f) via %s",
             selection.selection_id,
@@ -570,43 +502,54 @@ class Pipeline:
             selection.depth_source.value,
         )
         for sink in self.sinks:
-            sink.on_selection(selection, frame, world_from_camera)
+            sink.on_selection(selection, frame, latest.world_from_camera)
 
-    def _reject(self) -> None:
-        if self._last is None:
+    def _reject(self, timestamp_ns: int) -> None:
+        """The user rejected the latest selection: its point becomes a negative prompt, and the next plausible
+        candidate for the same gaze (if any) is offered as a new selection."""
+        latest = self._last
+        if latest is None:
             return
-        selection = self._last[0]
+        selection = latest.selection
         self.stats.rejected += 1
         if selection.point_world_m is not None:
             self._negatives.append(np.asarray(selection.point_world_m))
         for sink in self.sinks:
             sink.on_reject(selection)
         self._last = None
+        rejected = (*latest.rejected_masks, selection.mask)
+        alternatives = self._selector.alternatives(latest.decision, latest.frame, latest.embedding, rejected)
+        if not alternatives:
+            return
+        runner_up = alternatives[0]
+        offered = self._make_selection(
+            timestamp_ns,
+            selection.fixation,
+            latest.frame,
+            runner_up.prompt,
+            runner_up.prediction,
+            runner_up.index,
+            mask_choice="runner_up",
+            look_through=runner_up.look_through,
+        )
+        self._publish(dataclasses.replace(latest, selection=offered, decision=runner_up, rejected_masks=rejected))
 
     def _step(self, larger: bool, timestamp_ns: int) -> None:
         """Step the latest selection to the next larger (or smaller) candidate mask, by area."""
-        if self._last is None:
+        latest = self._last
+        if latest is None:
             return
-        selection, frame, world_from_camera, prediction = self._last
+        selection, prediction = latest.selection, latest.decision.prediction
         areas = prediction.masks.reshape(len(prediction.masks), -1).sum(axis=1)
         order = list(np.argsort(areas, kind="stable"))
         position = order.index(selection.mask_index) + (1 if larger else -1)
         if not 0 <= position < len(order):
             return
-        prompt = Prompt(
-            points_xy=selection.prompt_points_xy,
-            labels=selection.prompt_labels,
-            gaze_xy=selection.gaze_xy,
-            depth_source=selection.depth_source,
-            point_world_m=selection.point_world_m,
-            samples_used=0,
-            samples_missed=0,
-        )
         stepped = self._make_selection(
             timestamp_ns,
             selection.fixation,
-            frame,
-            prompt,
+            latest.frame,
+            latest.decision.prompt,
             prediction,
             int(order[position]),
             selection.selection_id,
@@ -614,4 +557,16 @@ class Pipeline:
             look_through=selection.look_through,
         )
         self.stats.selections -= 1  # the same selection, changed
-        self._publish(stepped, frame, world_from_camera, prediction)
+        self._publish(dataclasses.replace(latest, selection=stepped))
+
+
+@dataclass(frozen=True)
+class _Latest:
+    """The latest selection with what REJECT, LARGER and SMALLER need to act on it."""
+
+    selection: Selection
+    frame: Frame
+    world_from_camera: Transform
+    decision: Decision
+    embedding: ImageEmbedding
+    rejected_masks: tuple[np.ndarray, ...] = ()

@@ -24,6 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from xrseg.geometry import PoseTrack
+from xrseg.masks import mask_iou
 from xrseg.sam.records import ImageEmbedding, MaskPrediction
 from xrseg.select.candidates import CandidateOptions, KeyframeScene, analyse_keyframe, proposal_points, score_mask
 from xrseg.select.maskchoice import ChoiceOptions, ChoiceReason, MaskChoice, choose_mask, look_through_point
@@ -191,18 +192,36 @@ class Selector:
         gaze, else the best plausible candidate of the gaze prompt or of the proposals in the cone."""
         started = time.perf_counter()
         scene = self._scene(frame)
-        gaze = decision.prompt.gaze_xy
-        mask = decision.prediction.masks[decision.index]
-        chosen = score_mask(
-            mask, float(decision.prediction.scores[decision.index]), gaze, scene, self.camera, self.candidates
-        )
+        mask, score = decision.prediction.masks[decision.index], float(decision.prediction.scores[decision.index])
+        chosen = score_mask(mask, score, decision.prompt.gaze_xy, scene, self.camera, self.candidates)
+        clock.choose_ms += (time.perf_counter() - started) * 1000.0
         if chosen.plausible and chosen.distance_deg == 0.0:
-            clock.choose_ms += (time.perf_counter() - started) * 1000.0
             return decision
-        best: tuple[float, Decision] | None = None
-        pools: list[Decision] = [decision]
+        ranked = self._ranked(decision, frame, embedding, clock)
+        if not ranked:
+            return decision
+        if ranked[0].reason is ChoiceReason.GAZE_CONE:
+            log.info("gaze cone: a candidate near the gaze replaces a %s mask", decision.reason.value)
+        return ranked[0]
+
+    def alternatives(
+        self, decision: Decision, frame: Frame, embedding: ImageEmbedding, exclude: Sequence[np.ndarray] = ()
+    ) -> list[Decision]:
+        """The plausible candidates for ``decision``'s gaze, best first, without those overlapping any of the
+        HxW bool masks in ``exclude`` (IoU over 0.5): what REJECT steps through."""
+        ranked = self._ranked(decision, frame, embedding, _Clock())
+        return [d for d in ranked if all(mask_iou(d.prediction.masks[d.index], m) <= 0.5 for m in exclude)]
+
+    def _ranked(
+        self, decision: Decision, frame: Frame, embedding: ImageEmbedding, clock: _Clock
+    ) -> list[Decision]:
+        """Every plausible mask of the gaze prompt and of the prompts at the proposals in the cone, best first."""
+        started = time.perf_counter()
+        scene = self._scene(frame)
+        gaze = decision.prompt.gaze_xy
         points = proposal_points(scene, gaze, self.camera, self.candidates)
         clock.choose_ms += (time.perf_counter() - started) * 1000.0
+        pools = [decision]
         for point in points:
             prompt = moved_prompt(decision.prompt, point)
             prediction = self._decode(embedding, prompt, clock)
@@ -211,26 +230,21 @@ class Selector:
                 Decision(prompt, prediction, choice.index, ChoiceReason.GAZE_CONE, False, decision.timing)
             )
         started = time.perf_counter()
+        scored: list[tuple[float, int, Decision]] = []
         for pool in pools:
-            for index in range(len(pool.prediction.masks)):
-                score = score_mask(
-                    pool.prediction.masks[index],
-                    float(pool.prediction.scores[index]),
-                    gaze,
-                    scene,
-                    self.camera,
-                    self.candidates,
-                )
-                if score.plausible and (best is None or score.score > best[0]):
+            masks, scores = pool.prediction.masks, pool.prediction.scores
+            for index in range(len(masks)):
+                score = score_mask(masks[index], float(scores[index]), gaze, scene, self.camera, self.candidates)
+                if score.plausible:
                     reason = pool.reason if index == pool.index else ChoiceReason.GAZE_CONE
-                    # The gaze prompt stays the prompt of record; a proposal's own prompt made its mask.
-                    best = (score.score, dataclasses.replace(pool, index=index, reason=reason))
+                    scored.append(
+                        (score.score, len(scored), dataclasses.replace(pool, index=index, reason=reason))
+                    )
+        scored.sort(key=lambda item: (-item[0], item[1]))
+        unique: list[Decision] = []
+        for _, _, candidate in scored:
+            mask = candidate.prediction.masks[candidate.index]
+            if all(mask_iou(mask, d.prediction.masks[d.index]) <= 0.9 for d in unique):
+                unique.append(candidate)
         clock.choose_ms += (time.perf_counter() - started) * 1000.0
-        if best is None:
-            return decision
-        winner = best[1]
-        if winner.reason is ChoiceReason.GAZE_CONE:
-            log.info(
-                "gaze cone: a candidate %.1f deg from the gaze replaces a %s mask", 0.0, decision.reason.value
-            )
-        return winner
+        return unique

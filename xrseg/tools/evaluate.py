@@ -37,12 +37,13 @@ import numpy as np
 from xrseg.app import RunResult, pipeline_options, run_pipeline
 from xrseg.errors import SessionError
 from xrseg.geometry import PoseTrack, angle_between_deg, invert_transform, project_points, transform_points
+from xrseg.masks import mask_iou
 from xrseg.select.pipeline import Sink
 from xrseg.select.prompter import Prompt, Prompter, evenly_spaced
-from xrseg.session.format import FixationTarget
 from xrseg.session.reader import Session
 from xrseg.sources.replay import ReplaySource
-from xrseg.types import CameraModel, Frame, Selection, Transform
+from xrseg.tools.scoring import best_target, clicked_targets, fixation_recall, picked_object
+from xrseg.types import CameraModel, Fixation, Frame, Selection, Transform
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,10 @@ class _Collector(Sink):
     def __init__(self) -> None:
         self.selections: dict[int, tuple[Selection, Transform]] = {}
         self.rejected: set[int] = set()
+        self.fixations: list[Fixation] = []
+
+    def on_fixation(self, fixation: Fixation) -> None:
+        self.fixations.append(fixation)
 
     def on_selection(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
         self.selections[selection.selection_id] = (selection, world_from_camera)
@@ -80,33 +85,6 @@ class SelectionScore:
     target_distance_m: float | None
     angular_error_deg: float | None
     angular_error_fixed_1m_deg: float | None
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = int(np.count_nonzero(a | b))
-    return 0.0 if union == 0 else int(np.count_nonzero(a & b)) / union
-
-
-def _target_for(selection: Selection, targets: list[FixationTarget]) -> int | None:
-    """Index of the target overlapping the selection's fixation the most, or None."""
-    best, best_overlap = None, 0
-    for index, target in enumerate(targets):
-        overlap = min(target.end_ns, selection.fixation.end_ns) - max(target.start_ns, selection.fixation.start_ns)
-        if overlap > best_overlap:
-            best, best_overlap = index, overlap
-    return best
-
-
-def _selected_object(mask: np.ndarray, ids: np.ndarray) -> int:
-    labels, counts = np.unique(ids[mask], return_counts=True)
-    best, best_iou = 0, 0.0
-    for label, count in zip(labels.tolist(), counts.tolist(), strict=True):
-        if label == 0:
-            continue
-        iou = count / int(np.count_nonzero(mask | (ids == label)))
-        if iou > best_iou:
-            best, best_iou = int(label), iou
-    return best
 
 
 def _pixel_angle_deg(camera: CameraModel, a_xy: tuple[float, float], b_xy: np.ndarray) -> float:
@@ -135,11 +113,12 @@ class _Scorer:
         ids = self.session.instance_ids(selection.keyframe_index)
         if ids is None:
             raise SessionError(f"frame {selection.keyframe_index} has no ground-truth instance ids")
-        target_index = _target_for(selection, self.targets)
+        fixation = selection.fixation
+        target_index = best_target(self.targets, fixation.start_ns, fixation.end_ns)
         target = None if target_index is None else self.targets[target_index]
-        selected = _selected_object(selection.mask, ids)
+        selected = picked_object(selection.mask, ids)
         target_id = None if target is None else target.object_id
-        iou = 0.0 if target is None else _iou(selection.mask, ids == target.object_id)
+        iou = 0.0 if target is None else mask_iou(selection.mask, ids == target.object_id)
         distance = error = error_fixed = None
         if target is not None and target.target_world_m is not None:
             point_camera = transform_points(invert_transform(world_from_camera), np.array([target.target_world_m]))
@@ -252,8 +231,11 @@ def _mesh_scores(
     return results
 
 
-def evaluate_session(path: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Replay ``path`` and score it (see the module docstring); returns a JSON-ready report."""
+def evaluate_session(path: Path, args: argparse.Namespace, realtime: bool = False) -> dict[str, Any]:
+    """Replay ``path`` and score it (see the module docstring); returns a JSON-ready report.
+
+    ``realtime``: the live path instead of the deterministic replay: items paced at wall-clock speed and
+    keyframes encoded by the background encoder at this machine's real speed (results vary run to run)."""
     session = Session.open(path)
     if not session.has_ground_truth or not session.fixation_targets():
         raise SessionError(f"{path} has no ground truth (instance ids and fixation targets) to evaluate against")
@@ -262,11 +244,11 @@ def evaluate_session(path: Path, args: argparse.Namespace) -> dict[str, Any]:
         if args.out is None:
             args.out = Path(tmp)
         result: RunResult = run_pipeline(
-            ReplaySource(session),
+            ReplaySource(session, realtime=realtime),
             session.header.camera,
             session.header.head_from_camera,
             args,
-            realtime=False,
+            realtime=realtime,
             session_path=Path(path),
             extra_sinks=[collector],
         )
@@ -283,7 +265,10 @@ def evaluate_session(path: Path, args: argparse.Namespace) -> dict[str, Any]:
         objects = result.summary.get("objects", [])
         by_id = {s.selection_id: s for s in scores}
         meshes = _mesh_scores(session, scorer, objects, result.out_dir or Path(tmp), by_id)
-    firsts = list(first.values())
+    clicks = clicked_targets(scorer.targets, session.events())
+    answered = [first[i] for i in clicks if i in first]
+    right = [s for s in answered if s.correct]
+    recall = fixation_recall(scorer.targets, collector.fixations)
     near = [s for s in scores if s.target_distance_m is not None and s.target_distance_m < NEAR_M]
     far = [s for s in scores if s.target_distance_m is not None and s.target_distance_m >= NEAR_M]
 
@@ -295,10 +280,16 @@ def evaluate_session(path: Path, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "session": str(path),
         "targets": len(scorer.targets),
-        "targets_selected": len(firsts),
-        "coverage": len(firsts) / len(scorer.targets),
-        "selection_accuracy": (sum(s.correct for s in firsts) / len(firsts)) if firsts else 0.0,
-        "mean_mask_iou": float(np.mean([s.mask_iou for s in firsts])) if firsts else 0.0,
+        "clicks": len(clicks),
+        "clicks_selected": len(answered),
+        "clicks_right": len(right),
+        "coverage": len(answered) / len(clicks) if clicks else 0.0,
+        "selection_accuracy": len(right) / len(clicks) if clicks else 0.0,
+        "mean_mask_iou": float(np.mean([s.mask_iou for s in right])) if right else 0.0,
+        "mean_mask_iou_all_picks": float(np.mean([s.mask_iou for s in answered])) if answered else 0.0,
+        "fixation_recall": recall.recall,
+        "fixations_detected": recall.detected,
+        "detection_lag_ms": _stats(list(recall.lags_ms)),
         "selections": len(scores),
         "angular_error_deg": errors(scores, fixed=False),
         "angular_error_fixed_1m_deg": errors(scores, fixed=True),

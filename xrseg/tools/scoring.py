@@ -30,12 +30,6 @@ def picked_object(mask: npt.NDArray[np.bool_], ids: npt.NDArray[np.integer]) -> 
     return int(labels[int(np.argmax(counts))]) if labels.size else 0
 
 
-def mask_iou(a: npt.NDArray[np.bool_], b: npt.NDArray[np.bool_]) -> float:
-    """Intersection over union of two HxW bool masks (0.0 when both are empty)."""
-    union = int(np.count_nonzero(a | b))
-    return 0.0 if union == 0 else int(np.count_nonzero(a & b)) / union
-
-
 def overlap_ns(target: FixationTarget, start_ns: int, end_ns: int) -> int:
     return min(target.end_ns, end_ns) - max(target.start_ns, start_ns)
 
