@@ -10,6 +10,8 @@ import pytest
 
 from xrseg.errors import DeviceError
 from xrseg.sources.camera import CameraSource, DepthImageFolder, parse_camera_source
+from xrseg.sources.capture_clock import CaptureClock, StampSource
+from xrseg.sources.clock import now_ns
 
 
 def write_video(path: Path, count: int, fps: float = 20.0, size: tuple[int, int] = (64, 48)) -> Path:
@@ -71,9 +73,41 @@ def test_missing_device_and_missing_file_are_device_errors(tmp_path: Path) -> No
         CameraSource(str(not_video)).open()
 
 
-def test_live_timestamps_subtract_the_clock_offset() -> None:
-    camera = CameraSource(0, clock_offset_ns=30_000_000)
-    assert camera._timestamp(3, 0.0, arrival_ns=1_000_000_000, start_ns=0) == 970_000_000
+def test_live_frames_without_device_time_get_the_grab_time_minus_the_clock_offset() -> None:
+    clock = CaptureClock(clock_offset_ns=30_000_000)
+    assert clock.stamp(0.0, grab_ns=1_000_000_000) == 970_000_000
+    assert clock.source is StampSource.GRAB
+    # A stream position (seconds since the stream began) is not a time on our clock: ignored.
+    assert clock.stamp(40.0, grab_ns=5_000_000_000) == 4_970_000_000
+    assert clock.source is StampSource.GRAB
+
+
+def test_live_frames_keep_their_device_timestamps_and_a_backlog_is_recognised() -> None:
+    clock = CaptureClock(clock_offset_ns=30_000_000, max_latency_ns=500_000_000)
+    # V4L2 reports each buffer's CLOCK_MONOTONIC time: frames that waited in the driver keep their capture
+    # times, 200 ms apart, though they are grabbed 1 ms apart.
+    stamps = [
+        clock.stamp(device_ms, grab_ns)
+        for device_ms, grab_ns in ((9000.0, 9_700_000_000), (9200.0, 9_701_000_000))
+    ]
+    assert stamps == [9_000_000_000, 9_200_000_000] and clock.source is StampSource.DEVICE
+    assert clock.is_backlog(stamps[0], read_ns=9_700_000_000)  # 700 ms old when read: dropped
+    assert not clock.is_backlog(stamps[1], read_ns=9_701_000_000)
+    # A timestamp that does not advance falls back to the grab time.
+    assert clock.stamp(9200.0, grab_ns=9_800_000_000) == 9_770_000_000
+    assert clock.grab_was_buffered(1_000_000) and not clock.grab_was_buffered(150_000_000)
+
+
+def test_a_paced_file_is_delivered_at_its_own_rate(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "clip.avi", 4, fps=10.0)
+    with CameraSource(str(video), realtime=True) as camera:
+        frames = []
+        for frame in camera:
+            frames.append((frame, now_ns()))
+    stamps = [f.timestamp_ns for f, _ in frames]
+    np.testing.assert_allclose(np.diff(stamps), 100_000_000, atol=1_000)
+    # Each frame is handed over no earlier than its own time: the file is not read ahead of the clock.
+    assert all(arrived >= frame.timestamp_ns for frame, arrived in frames)
 
 
 def test_parse_camera_source() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from xrseg.errors import InputError
 from xrseg.session.format import SessionHeader
 from xrseg.session.writer import SessionWriter
 from xrseg.sources.base import Source
@@ -100,6 +101,8 @@ def record_source(
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.duration is not None and not args.duration > 0:
+        raise InputError(f"--duration must be a positive number of seconds, got {args.duration}")
     source = open_live_source(args.calibration, args.camera)
     header = SessionHeader(
         name=args.name or Path(args.out).name,
@@ -110,11 +113,11 @@ def _run(args: argparse.Namespace) -> int:
         description=f"recorded live with camera {args.camera} and calibration {args.calibration or '(none)'}",
         created_unix_ns=time.time_ns(),
     )
-    with source:
+    with source, source.stop_on_signals():  # Ctrl-C and SIGTERM end the recording cleanly
         stats = record_source(source, args.out, header, duration_s=args.duration, overwrite=args.overwrite)
     print(
         f"recorded {stats.frames} frames, {stats.head_poses} head poses, {stats.gaze_samples} gaze samples "
-        f"over {stats.duration_ns / 1e9:.1f} s to {args.out}"
+        f"over {stats.duration_ns / 1e9:.1f} s to {args.out}; {source.stop_reason or 'the streams ended'}"
     )
     return 0
 

@@ -159,6 +159,7 @@ def _check_content(session: Session, header: SessionHeader, errors: list[str], w
         warnings.append("no head poses: gaze cannot be related to the world")
     if session.gaze_timestamps_ns.size == 0:
         warnings.append("no gaze samples")
+    _check_overlap(session, warnings)
     for sample in session.gaze_samples():
         depth = sample.vergence_depth_m
         if depth is not None and not (math.isfinite(depth) and depth > 0):
@@ -175,6 +176,25 @@ def _check_content(session: Session, header: SessionHeader, errors: list[str], w
             session.object_mesh(obj.object_id)
         except SessionError as err:
             errors.append(str(err))
+
+
+def _check_overlap(session: Session, warnings: list[str]) -> None:
+    """Warn when head poses or gaze do not span the frames (to within one frame interval at either end)."""
+    frames = session.frame_timestamps_ns
+    if frames.size < 2:
+        return
+    interval_ns = int(np.median(np.diff(frames)))
+    first, last = int(frames[0]), int(frames[-1])
+    for name, times in (("head poses", session.head_timestamps_ns), ("gaze samples", session.gaze_timestamps_ns)):
+        if times.size == 0:
+            continue
+        start, end = int(times[0]), int(times[-1])
+        if start - first > interval_ns or last - end > interval_ns:
+            uncovered = int(np.count_nonzero((frames < start) | (frames > end)))
+            warnings.append(
+                f"streams do not overlap: {name} span {start / 1e9:.3f}-{end / 1e9:.3f} s but frames span "
+                f"{first / 1e9:.3f}-{last / 1e9:.3f} s ({uncovered} of {frames.size} frames outside)"
+            )
 
 
 def _check_frames(session: Session, errors: list[str]) -> None:

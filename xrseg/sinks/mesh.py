@@ -6,6 +6,15 @@ projected points, :class:`~xrseg.lift.follow.ObjectFollower`), integrating every
 following stops (the object left the view, the mask disagreed, the frame budget is used up, or the stream
 ended) the fused mesh is written as ``meshes/object_NNNN.{ply,obj,glb}`` with its provenance in the metadata.
 A selection that is stepped to another mask starts over; a rejected one is discarded.
+
+All of this runs on the sink's own worker thread, off the gaze path: the pipeline's callbacks only queue work
+(:class:`~xrseg.sinks.worker.Worker`). Embeddings of followed frames come from the run's
+:class:`~xrseg.sam.embeddings.EmbeddingService`: in deterministic replay the worker asks it for every next
+frame (encoded on the worker's thread, serialised with the pipeline's own encodes, so a replay exports the same
+meshes on every machine; the queue waits rather than drops); in asynchronous mode (live, ``--realtime``) the
+object is followed into the keyframes the background encoder finishes anyway (:meth:`MeshSink.on_keyframe`)
+and nothing is encoded for following: when the worker falls behind, the oldest queued keyframe is dropped
+and counted (:attr:`MeshSink.dropped`).
 """
 
 from __future__ import annotations
@@ -22,7 +31,10 @@ from xrseg.lift.export import export_mesh
 from xrseg.lift.follow import ObjectFollower
 from xrseg.lift.fusion import ObjectFusion
 from xrseg.lift.pointcloud import OutlierRemoval, lift_mask
-from xrseg.select.pipeline import Decoder, Encoder, Sink
+from xrseg.sam.embeddings import EmbeddingService, EncodeMode, Keyframe
+from xrseg.sam.records import ImageEmbedding
+from xrseg.select.pipeline import Decoder, Sink
+from xrseg.sinks.worker import Worker
 from xrseg.types import CameraModel, Frame, Selection, Transform
 
 log = logging.getLogger(__name__)
@@ -62,22 +74,55 @@ class MeshSink(Sink):
         out_dir: Path,
         camera: CameraModel,
         decoder: Decoder,
-        encoder: Encoder,
+        embeddings: EmbeddingService | None,
         follow_frames: int = 6,
         session_path: Path | None = None,
         voxel_size_m: float = 0.004,
+        queue_size: int = 8,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.camera = camera
         self.decoder = decoder
-        self.encoder = encoder
+        self.embeddings = embeddings
+        background = embeddings is not None and embeddings.mode is EncodeMode.BACKGROUND
+        self._worker = Worker("xrseg-mesh", queue_size, drop_when_full=background)
         self.follow_frames = max(0, int(follow_frames))
         self.session = str(session_path) if session_path else ""
         self.voxel_size_m = voxel_size_m
         self.tracks: dict[int, _Track] = {}
         self.results: dict[int, ObjectResult] = {}
 
+    @property
+    def dropped(self) -> int:
+        """Frames (or keyframes) not followed because the worker was behind (asynchronous mode only)."""
+        return self._worker.dropped
+
     def on_selection(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
+        self._worker.put(lambda: self._start(selection, keyframe, world_from_camera), droppable=False)
+
+    def on_reject(self, selection: Selection) -> None:
+        self._worker.put(lambda: self._discard(selection), droppable=False)
+
+    def on_frame(self, frame: Frame, world_from_camera: Transform | None) -> None:
+        if self.embeddings is not None and self.embeddings.mode is EncodeMode.ON_DEMAND:
+            self._worker.put(lambda: self._follow_frame(frame, world_from_camera), droppable=True)
+
+    def on_keyframe(self, keyframe: Keyframe, world_from_camera: Transform | None) -> None:
+        self._worker.put(
+            lambda: self._follow(keyframe.frame, keyframe.embedding, world_from_camera), droppable=True
+        )
+
+    def close(self) -> None:
+        """Finish the queued work, then export every object still followed (raises the worker's failure)."""
+        try:
+            self._worker.close()
+        finally:
+            for selection_id in list(self.tracks):
+                self._finish(selection_id, "the stream ended")
+
+    # -- on the worker thread ------------------------------------------------------------------------------
+
+    def _start(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
         self.tracks.pop(selection.selection_id, None)
         self.results.pop(selection.selection_id, None)
         if keyframe.depth_m is None:
@@ -108,19 +153,27 @@ class MeshSink(Sink):
         if self.follow_frames == 0:
             self._finish(selection.selection_id, "not following (--follow-frames 0)")
 
-    def on_reject(self, selection: Selection) -> None:
+    def _discard(self, selection: Selection) -> None:
         self.tracks.pop(selection.selection_id, None)
         self.results.pop(selection.selection_id, None)
 
-    def on_frame(self, frame: Frame, world_from_camera: Transform | None) -> None:
+    def _follow_frame(self, frame: Frame, world_from_camera: Transform | None) -> None:
+        """Deterministic mode: follow into every next frame, encoded here through the embedding service."""
+        if self.embeddings is None or not any(frame.index > t.frames[-1] for t in self.tracks.values()):
+            return
+        if world_from_camera is None or frame.depth_m is None:
+            self._follow(frame, None, world_from_camera)
+            return
+        self._follow(frame, self.embeddings.embedding_for(frame).embedding, world_from_camera)
+
+    def _follow(self, frame: Frame, embedding: ImageEmbedding | None, world_from_camera: Transform | None) -> None:
         active = [t for t in self.tracks.values() if frame.index > t.frames[-1]]
         if not active:
             return
-        if world_from_camera is None or frame.depth_m is None:
+        if embedding is None or world_from_camera is None or frame.depth_m is None:
             for track in active:
                 self._finish(track.selection.selection_id, "no head pose or depth for the next frame")
             return
-        embedding = self.encoder.encode(frame.rgb)
 
         def decode(points: np.ndarray, labels: np.ndarray, box: np.ndarray | None) -> np.ndarray:
             prediction = self.decoder.decode(embedding, points=points, labels=labels, box=box, multimask=False)
@@ -136,10 +189,6 @@ class MeshSink(Sink):
                 track.frames.append(frame.index)
             if track.attempts >= self.follow_frames:
                 self._finish(track.selection.selection_id, f"followed {self.follow_frames} frames")
-
-    def close(self) -> None:
-        for selection_id in list(self.tracks):
-            self._finish(selection_id, "the stream ended")
 
     def _result_without_mesh(self, selection: Selection, reason: str) -> None:
         log.info("selection %d: no 3D object (%s)", selection.selection_id, reason)
@@ -178,6 +227,7 @@ class MeshSink(Sink):
 
     def summary(self) -> dict[str, Any]:
         return {
+            "mesh_frames_dropped": self.dropped,
             "objects": [
                 {
                     "selection_id": r.selection_id,
@@ -190,5 +240,5 @@ class MeshSink(Sink):
                     "stopped": r.reason,
                 }
                 for r in sorted(self.results.values(), key=lambda r: r.selection_id)
-            ]
+            ],
         }

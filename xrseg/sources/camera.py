@@ -8,9 +8,14 @@ The reader thread grabs frames as fast as the camera delivers them and puts them
 - video files read as fast as possible (``realtime=False``, the default for files) make the reader wait
   instead, so every frame of the file arrives.
 
-Timestamps are on xrseg's monotonic nanosecond clock (:func:`xrseg.sources.clock.now_ns`): a live frame is
-stamped when OpenCV hands it over, minus the device's ``clock_offset_ns`` from its calibration (the delay
-from exposure to arrival); a file frame is stamped at the open time plus the frame's own position in the file.
+Timestamps are on xrseg's monotonic nanosecond clock (:func:`xrseg.sources.clock.now_ns`). A live frame
+carries its capture time: the camera's own timestamp where it has one on that clock, else the time the grab
+returned minus the device's ``clock_offset_ns`` from its calibration (:mod:`xrseg.sources.capture_clock`).
+Frames that queued before the reader started (while the model loaded) or that are older than the latency
+limit when read are dropped as a backlog (:attr:`CameraStats.backlog`), never replayed in a burst; so is
+the frame read by :meth:`CameraSource.open`. A file frame is stamped at the time the reader started plus the
+frame's own position in the file, and with ``realtime`` it is delivered at that time (paced at the file's
+own frame rate).
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ import contextlib
 import logging
 import re
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xrseg.errors import DeviceError, InputError
+from xrseg.sources.capture_clock import CaptureClock
 from xrseg.sources.clock import now_ns
 from xrseg.types import Frame
 
@@ -84,6 +89,8 @@ class CameraStats:
     """Frames handed to the consumer."""
     dropped: int
     """Frames discarded because the consumer was behind (latest-wins mode only)."""
+    backlog: int = 0
+    """Live frames discarded because they were stale when read (queued before the reader started, or late)."""
 
 
 class _FrameQueue:
@@ -192,6 +199,9 @@ class CameraSource:
         self.error: DeviceError | None = None
         self._captured = 0
         self._delivered = 0
+        self._backlog = 0
+        self.clock = CaptureClock(self.clock_offset_ns)
+        """How live frames are stamped (device or grab time) and which are a backlog."""
         self._fps = 0.0
         self._size: tuple[int, int] = (0, 0)
 
@@ -247,7 +257,9 @@ class CameraSource:
 
     @property
     def stats(self) -> CameraStats:
-        return CameraStats(captured=self._captured, delivered=self._delivered, dropped=self._queue.dropped)
+        return CameraStats(
+            captured=self._captured, delivered=self._delivered, dropped=self._queue.dropped, backlog=self._backlog
+        )
 
     # -- running -------------------------------------------------------------------------------------------
 
@@ -289,39 +301,15 @@ class CameraSource:
         if self.error is not None:
             raise self.error
 
-    def _timestamp(self, index: int, position_ms: float, arrival_ns: int, start_ns: int) -> int:
-        if self.kind == "file":
-            if position_ms <= 0 and index > 0 and self._fps > 0:
-                position_ms = index * 1000.0 / self._fps
-            return start_ns + round(position_ms * 1e6)
-        return arrival_ns - self.clock_offset_ns
-
     def _run(self) -> None:
         capture = self._capture
         if capture is None:
             return
-        start_ns = now_ns()
-        index = 0
-        image = self._first
-        position_ms = self._first_ms
-        arrival_ns = start_ns
         try:
-            while image is not None and not self._stop.is_set():
-                timestamp_ns = self._timestamp(index, position_ms, arrival_ns, start_ns)
-                if self.kind == "file" and self.realtime:
-                    wait_s = (timestamp_ns - now_ns()) / 1e9
-                    if wait_s > 0:
-                        time.sleep(wait_s)
-                self._emit(index, timestamp_ns, image)
-                index += 1
-                ok, next_image = capture.read()
-                arrival_ns = now_ns()
-                position_ms = float(capture.get(cv2.CAP_PROP_POS_MSEC))
-                if not ok:
-                    if self.kind != "file" and not self._stop.is_set():
-                        self.error = DeviceError(f"camera {self.location!r} stopped delivering frames")
-                    break
-                image = next_image
+            if self.kind == "file":
+                self._read_file(capture)
+            else:
+                self._read_live(capture)
         except DeviceError as err:
             self.error = err
         except Exception as err:  # a reader thread must never die silently
@@ -331,6 +319,50 @@ class CameraSource:
             self._first = None
             self._queue.close()
             self.finished.set()
+
+    def _read_file(self, capture: cv2.VideoCapture) -> None:
+        """Every frame of the file, stamped from the start time plus its position (paced with ``realtime``)."""
+        start_ns = now_ns()
+        index = 0
+        image, position_ms = self._first, self._first_ms
+        while image is not None and not self._stop.is_set():
+            if position_ms <= 0 and index > 0 and self._fps > 0:
+                position_ms = index * 1000.0 / self._fps
+            timestamp_ns = start_ns + round((position_ms - self._first_ms) * 1e6)
+            if self.realtime:
+                wait_s = (timestamp_ns - now_ns()) / 1e9
+                if wait_s > 0 and self._stop.wait(wait_s):
+                    return
+            self._emit(index, timestamp_ns, image)
+            index += 1
+            ok, next_image = capture.read()
+            position_ms = float(capture.get(cv2.CAP_PROP_POS_MSEC))
+            image = next_image if ok else None
+
+    def _read_live(self, capture: cv2.VideoCapture) -> None:
+        """Fresh frames only, stamped with their capture time (see the module docstring)."""
+        self._first = None  # read by open(), before the model loaded: stale by now
+        draining = True  # frames that queued before the reader started come back at once: drop them
+        index = 0
+        while not self._stop.is_set():
+            started_ns = now_ns()
+            ok = capture.grab()
+            grab_ns = now_ns()
+            if not ok:
+                if not self._stop.is_set():
+                    self.error = DeviceError(f"camera {self.location!r} stopped delivering frames")
+                return
+            timestamp_ns = self.clock.stamp(float(capture.get(cv2.CAP_PROP_POS_MSEC)), grab_ns)
+            draining = draining and self.clock.grab_was_buffered(grab_ns - started_ns) and self._backlog < 1000
+            if draining or self.clock.is_backlog(timestamp_ns, grab_ns):
+                self._backlog += 1
+                continue
+            ok, image = capture.retrieve()
+            if ok and image is not None:
+                self._emit(index, timestamp_ns, image)
+                index += 1
+        if self._backlog:
+            logger.info("camera %s: dropped %d stale frames (backlog)", self.location, self._backlog)
 
     def _emit(self, index: int, timestamp_ns: int, image_bgr: np.ndarray) -> None:
         code = cv2.COLOR_GRAY2RGB if image_bgr.ndim == 2 else cv2.COLOR_BGR2RGB

@@ -95,10 +95,14 @@ def _map_xr_error(err: xr.XrException, what: str) -> Exception:
         return RuntimeUnavailableError(no_runtime_message())
     if isinstance(err, xr.FormFactorUnavailableError):
         return DeviceError(f"{what}: no headset is connected to the OpenXR runtime (or it is asleep)")
-    if isinstance(err, xr.InstanceLostError | xr.SessionLostError):
-        return DeviceError(f"{what}: the OpenXR runtime lost the headset ({name})")
+    if isinstance(err, xr.InstanceLostError):
+        return DeviceError(f"{what}: the OpenXR runtime stopped or crashed; restart it and xrseg ({name})")
+    if isinstance(err, xr.SessionLostError):
+        return DeviceError(f"{what}: the OpenXR runtime lost the headset (disconnected or asleep) ({name})")
     if isinstance(err, xr.RuntimeFailureError) and what == "xrCreateInstance":
         return RuntimeUnavailableError(f"the OpenXR runtime failed to start ({err})")
+    if isinstance(err, xr.RuntimeFailureError):
+        return DeviceError(f"{what}: the OpenXR runtime failed (stopped or crashed?): {name}: {err}")
     return DeviceError(f"{what} failed: {name}: {err}")
 
 

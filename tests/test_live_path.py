@@ -1,0 +1,206 @@
+"""The live path without an OpenXR runtime: the real LiveSource fed by a paced video camera (an MP4 of a
+bundled scene, with its depth as PNGs) and a scripted headset (the scene's head poses and gaze, played in
+real time through the same producer interface as the OpenXR source), with the real model.
+
+And the gaze path never runs the encoder: selections are made while the background encoder is busy.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from xrseg.calibration import DeviceCalibration
+from xrseg.geometry import PoseTrack
+from xrseg.sam.records import ImageEmbedding
+from xrseg.select.keyframes import rotation_between_deg
+from xrseg.select.pipeline import Drop, Pipeline, PipelineOptions, Sink
+from xrseg.session.reader import Session
+from xrseg.sources.camera import CameraSource, DepthImageFolder
+from xrseg.sources.live import LiveSource
+from xrseg.sources.replay import ReplaySource
+from xrseg.sources.scripted import ScriptedHeadset
+from xrseg.types import Frame, Selection, Transform
+
+SCENES = Path(__file__).resolve().parents[1] / "scenes"
+
+
+class Collect(Sink):
+    def __init__(self) -> None:
+        self.selections: list[Selection] = []
+        self.frames: list[tuple[Frame, Transform | None]] = []
+        self.drops: list[Drop] = []
+        self.closed = False
+
+    def on_frame(self, frame: Frame, world_from_camera: Transform | None) -> None:
+        self.frames.append((frame, world_from_camera))
+
+    def on_selection(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
+        self.selections.append(selection)
+
+    def on_drop(self, drop: Drop) -> None:
+        self.drops.append(drop)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def write_camera_files(session: Session, folder: Path) -> tuple[Path, Path]:
+    """The session's frames as an MP4 at their own rate and its depth as 16-bit millimetre PNGs."""
+    times = session.frame_timestamps_ns
+    fps = 1e9 / float(np.median(np.diff(times)))
+    camera = session.header.camera
+    video = folder / "camera.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), fps, (camera.width_px, camera.height_px))
+    assert writer.isOpened()
+    depth_dir = folder / "depth"
+    depth_dir.mkdir()
+    for index in range(session.frame_count):
+        frame = session.frame(index)
+        writer.write(cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
+        assert frame.depth_m is not None
+        depth_mm = np.clip(np.rint(frame.depth_m * 1000.0), 0, 65535).astype(np.uint16)
+        cv2.imwrite(str(depth_dir / f"depth_{index:06d}.png"), depth_mm)
+    writer.release()
+    return video, depth_dir
+
+
+def selected_object(selection: Selection, session: Session) -> int:
+    ids = session.instance_ids(selection.keyframe_index)
+    assert ids is not None
+    labels, counts = np.unique(ids[selection.mask], return_counts=True)
+    return int(labels[np.argmax(counts)])
+
+
+def target_object(selection: Selection, session: Session, offset_ns: int) -> int | None:
+    """The scripted target overlapping the selection's fixation (fixation times mapped back to the script)."""
+    start, end = selection.fixation.start_ns - offset_ns, selection.fixation.end_ns - offset_ns
+    best, overlap = None, 0
+    for target in session.fixation_targets():
+        shared = min(end, target.end_ns) - max(start, target.start_ns)
+        if shared > overlap:
+            best, overlap = target.object_id, shared
+    return best
+
+
+def test_live_source_with_paced_camera_and_scripted_headset_selects(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    session = Session.open(SCENES / "desk-near")
+    video, depth_dir = write_camera_files(session, tmp_path)
+    header = session.header
+    calibration = DeviceCalibration("scripted", header.camera, header.head_from_camera)
+    headset = ScriptedHeadset(session.head_poses(), session.gaze_samples(), session.events())
+    camera = CameraSource(str(video), realtime=True, depth=DepthImageFolder(depth_dir))
+    live = LiveSource(camera, calibration, headset=headset)
+    collect = Collect()
+    pipeline = Pipeline(header.camera, header.head_from_camera, engine, options=PipelineOptions(realtime=True))
+    pipeline.sinks.append(collect)
+    with live:
+        stats = pipeline.run(live)
+
+    # Clean shutdown: the camera ran to the end of the file and was released, the producers stopped, the
+    # headset streamed until it covered the last frame, and the sinks were closed.
+    assert collect.closed and not camera.is_open and camera.finished.is_set()
+    assert camera.stats.captured == session.frame_count
+    assert live.stop_reason == "the camera ended"
+    assert headset.start_ns is not None
+    offset_ns = headset.start_ns - headset.script_start_ns  # script time -> xrseg clock
+    assert stats.frames == len(collect.frames) >= session.frame_count - camera.stats.dropped
+
+    # Pose pairing: every frame got a camera pose, and it is the scene's true pose at that frame.
+    truth = PoseTrack.from_head_poses(session.head_poses())
+    errors_deg = []
+    for frame, world_from_camera in collect.frames:
+        assert world_from_camera is not None, f"frame {frame.index} has no pose"
+        true_head = truth.at(int(session.frame_timestamps_ns[frame.index]))
+        assert true_head is not None
+        errors_deg.append(rotation_between_deg(world_from_camera, true_head @ header.head_from_camera))
+    assert float(np.median(errors_deg)) < 2.0, errors_deg
+
+    # Selections: most SELECT presses select, and mostly the object the script looked at.
+    assert stats.encodes >= 1 and stats.selections >= 6, (stats, collect.drops)
+    correct = [selected_object(s, session) == target_object(s, session, offset_ns) for s in collect.selections]
+    assert sum(correct) >= 0.7 * len(correct), correct
+    assert not any(d.kind == "stale_keyframe" for d in collect.drops), collect.drops
+
+
+class GatedEncoder:
+    """The real engine's encoder; from the second encode on, each is held (in progress) until :attr:`release`."""
+
+    def __init__(self, engine) -> None:  # type: ignore[no-untyped-def]
+        self.engine = engine
+        self.release = threading.Event()
+        self.held = threading.Event()
+        self.threads: set[str] = set()
+        self.calls = 0
+
+    def encode(self, image: np.ndarray) -> ImageEmbedding:
+        self.calls += 1
+        self.threads.add(threading.current_thread().name)
+        if self.calls >= 2:
+            self.held.set()
+            assert self.release.wait(120.0)
+        return self.engine.encode(image)
+
+
+class DuringEncode(Sink):
+    def __init__(self, encoder: GatedEncoder) -> None:
+        self.encoder = encoder
+        self.while_encoding: list[bool] = []
+
+    def on_selection(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
+        self.while_encoding.append(self.encoder.held.is_set() and not self.encoder.release.is_set())
+
+
+def test_selections_are_made_while_an_encode_is_in_progress(engine) -> None:  # type: ignore[no-untyped-def]
+    session = Session.open(SCENES / "desk-near")
+    encoder = GatedEncoder(engine)
+    during = DuringEncode(encoder)
+    pipeline = Pipeline(
+        session.header.camera,
+        session.header.head_from_camera,
+        engine,
+        encoder,
+        PipelineOptions(realtime=True),
+        [during],
+    )
+    items = iter(ReplaySource(session))
+    for item in items:  # up to the first frame, and let the background encoder finish it
+        pipeline.push(item)
+        if isinstance(item, Frame):
+            break
+    assert pipeline.embeddings.wait_idle(timeout_s=120.0)
+    try:
+        for item in items:  # the next frame's encode is held: every selection now happens during it
+            pipeline.push(item)
+        pipeline.finish()
+        assert encoder.held.is_set()
+        assert sum(during.while_encoding) >= 1, (pipeline.stats, during.while_encoding)
+    finally:
+        encoder.release.set()
+        pipeline.close()
+    assert encoder.threads == {"xrseg-encoder"}  # never on the pipeline's (gaze) thread
+    assert pipeline.stats.frames_dropped_by_encoder >= 1  # frames that came while it was held: latest wins
+
+
+@pytest.mark.parametrize("realtime", [False, True])
+def test_mesh_sink_follows_off_the_pipeline_thread(engine, tmp_path: Path, realtime: bool) -> None:  # type: ignore[no-untyped-def]
+    from xrseg.sam.embeddings import EmbeddingService, EncodeMode
+    from xrseg.sinks.mesh import MeshSink
+
+    session = Session.open(SCENES / "desk-near")
+    header = session.header
+    mode = EncodeMode.BACKGROUND if realtime else EncodeMode.ON_DEMAND
+    embeddings = EmbeddingService(engine, mode)
+    meshes = MeshSink(tmp_path, header.camera, engine, embeddings, follow_frames=2)
+    options = PipelineOptions(realtime=realtime)
+    pipeline = Pipeline(header.camera, header.head_from_camera, engine, engine, options, [meshes], embeddings)
+    stats = pipeline.run(ReplaySource(session, realtime=realtime))
+    summary = meshes.summary()
+    assert stats.selections >= 1 and len(summary["objects"]) == stats.selections
+    assert any(o["mesh_files"] for o in summary["objects"])
+    if not realtime:
+        assert summary["mesh_frames_dropped"] == 0  # deterministic replay waits instead of dropping
