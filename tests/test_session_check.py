@@ -97,7 +97,7 @@ def test_several_errors_are_all_reported(tmp_path: Path) -> None:
     (session / "gaze.jsonl").write_bytes(b"".join(gaze_lines))
     report = check_session(session)
     assert report.errors[:2] == [
-        "gaze.jsonl line 6: corrupted record (Expecting value: line 1 column 1 (char 0))",
+        "gaze.jsonl line 6: corrupted record: not valid JSON (Expecting value: line 1 column 1 (char 0))",
         "missing events.jsonl",
     ]
     assert report.frame_count == 11  # the healthy streams are still summarised

@@ -135,7 +135,7 @@ def test_nan_in_a_pose(tmp_path: Path) -> None:
     lines[1] = json.dumps(record).encode() + b"\n"  # Python writes the non-standard NaN token
     (session / "head_poses.jsonl").write_bytes(b"".join(lines))
     with pytest.raises(
-        SessionError, match=re.escape("head_poses.jsonl line 2: world_from_head has non-finite entries")
+        SessionError, match=re.escape("head_poses.jsonl line 2: corrupted record: NaN is not JSON")
     ):
         Session.open(session)
 

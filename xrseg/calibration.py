@@ -20,15 +20,19 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from xrseg import jsonsafe
 from xrseg.errors import CalibrationError, InputError
 from xrseg.fileio import write_bytes_atomic
 from xrseg.geometry import angle_between_deg, unproject_pixels
+from xrseg.session.format import MAX_IMAGE_SIDE_PX, MAX_POSITION_M
 from xrseg.types import CameraModel, Frame, GazeRay, GazeSample, Transform, as_transform
 
 SCHEMA = "xrseg.calibration/1"
 _REQUIRED = ("schema", "device_name", "camera", "head_from_camera", "clock_offset_ns")
 _OPTIONAL = ("gaze_correction", "reprojection_rms_px", "notes")
 _CAMERA_KEYS = ("width_px", "height_px", "fx_px", "fy_px", "cx_px", "cy_px", "distortion")
+MAX_CALIBRATION_BYTES = 1 << 20
+"""Largest calibration or gaze-target file read (1 MiB)."""
 
 HEAD_FROM_CAMERA_FORWARD = np.array(
     [[1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
@@ -122,6 +126,8 @@ def calibration_from_json(value: Any, path: Path | str = "<json>") -> DeviceCali
     for key in ("width_px", "height_px"):
         if isinstance(camera_json[key], bool) or not isinstance(camera_json[key], int):
             raise _fail(path, f"camera.{key} must be an integer")
+        if not 1 <= camera_json[key] <= MAX_IMAGE_SIDE_PX:
+            raise _fail(path, f"camera.{key} must be in 1..{MAX_IMAGE_SIDE_PX}, got {camera_json[key]}")
         size.append(camera_json[key])
     gaze = value.get("gaze_correction")
     rms = value.get("reprojection_rms_px")
@@ -138,10 +144,13 @@ def calibration_from_json(value: Any, path: Path | str = "<json>") -> DeviceCali
             cy_px=_number(camera_json["cy_px"], "camera.cy_px", path),
             distortion=tuple(_number(v, "camera.distortion", path) for v in distortion),
         )
+        head_from_camera = _matrix(value["head_from_camera"], 4, "head_from_camera", path)
+        if float(np.linalg.norm(head_from_camera[:3, 3])) > MAX_POSITION_M:
+            raise _fail(path, f"head_from_camera translation is more than {MAX_POSITION_M:g} m")
         return DeviceCalibration(
             device_name=name,
             camera=camera,
-            head_from_camera=_matrix(value["head_from_camera"], 4, "head_from_camera", path),
+            head_from_camera=head_from_camera,
             clock_offset_ns=offset,
             gaze_correction=None if gaze is None else _matrix(gaze, 3, "gaze_correction", path),
             reprojection_rms_px=None if rms is None else _number(rms, "reprojection_rms_px", path),
@@ -173,15 +182,15 @@ def load_calibration(path: str | Path) -> DeviceCalibration:
     """Read and validate a profile. Raises CalibrationError with one line naming the file and the problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise _fail(path, "no such file") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise _fail(path, f"cannot be read ({err})") from err
+        data = jsonsafe.read_regular_file(path, MAX_CALIBRATION_BYTES, "file", CalibrationError)
+    except CalibrationError as err:
+        if isinstance(err.__cause__, FileNotFoundError):
+            raise _fail(path, "no such file") from err
+        raise _fail(path, str(err)) from err
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise _fail(path, f"is not valid JSON (line {err.lineno}: {err.msg})") from err
+        value = jsonsafe.loads(data, "file", CalibrationError)
+    except CalibrationError as err:
+        raise _fail(path, str(err)) from err
     return calibration_from_json(value, path)
 
 
@@ -373,12 +382,7 @@ class GazeRotationFit:
 def load_gaze_targets(path: str | Path) -> list[GazeTarget]:
     """Read ``{"targets": [{"start_ns": .., "end_ns": .., "x_px": .., "y_px": ..}, ...]}``."""
     path = Path(path)
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise CalibrationError(f"gaze targets {path}: no such file") from err
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CalibrationError(f"gaze targets {path}: cannot be read as JSON ({err})") from err
+    value = jsonsafe.load_file(path, MAX_CALIBRATION_BYTES, f"gaze targets {path}", CalibrationError)
     entries = value.get("targets") if isinstance(value, Mapping) else None
     if not isinstance(entries, list) or not entries:
         raise CalibrationError(f"gaze targets {path}: expected an object with a non-empty 'targets' list")

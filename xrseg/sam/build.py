@@ -11,7 +11,6 @@ Only this module's *build* path imports torch (through :mod:`xrseg.sam.export`);
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import time
@@ -22,7 +21,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from xrseg import __version__
+from xrseg import __version__, jsonsafe
 from xrseg.errors import ModelError
 from xrseg.fileio import write_json_atomic
 from xrseg.sam import weights
@@ -120,12 +119,37 @@ def read_manifest(home: Path | None = None) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ModelError(f"model manifest {path} is unreadable ({err}); run `xrseg model build --force`") from err
+        data = jsonsafe.read_regular_file(path, 1 << 20, f"model manifest {path}", ModelError)
+        manifest = jsonsafe.loads(data, f"model manifest {path} is unreadable", ModelError)
+    except ModelError as err:
+        raise ModelError(f"{err}; run `xrseg model build --force`") from err
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise ModelError(f"model manifest {path} has an unknown format; run `xrseg model build --force`")
+    problem = _manifest_problem(manifest)
+    if problem is not None:
+        raise ModelError(f"model manifest {path} is malformed ({problem}); run `xrseg model build --force`")
     return manifest
+
+
+def _manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """What is wrong with a parsed manifest's ``files``, ``variants`` and ``default_variant``, or None."""
+    files = manifest.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(e, dict) for e in files.values()):
+        return "'files' must be an object of file entries"
+    for name, entry in files.items():
+        if not isinstance(entry.get("sha256", ""), str) or not isinstance(entry.get("recipe", 1), int):
+            return f"files.{name} needs a 'sha256' string and an integer 'recipe'"
+    variants = manifest.get("variants", {})
+    if not isinstance(variants, dict):
+        return "'variants' must be an object"
+    for name, entry in variants.items():
+        roles = entry if isinstance(entry, dict) else {}
+        names = [roles.get(role) for role in ("encoder", "decoder")]
+        if not all(isinstance(n, str) and n and Path(n).name == n and n != ".." for n in names):
+            return f"variant {name!r} needs 'encoder' and 'decoder' file names (in the models folder)"
+    if not isinstance(manifest.get("default_variant", DEFAULT_VARIANT), str):
+        return "'default_variant' must be a string"
+    return None
 
 
 # (path, size, mtime_ns) -> sha256, so a process verifies each file once.

@@ -53,6 +53,14 @@ STREAM_FILES = (FRAMES_FILE, HEAD_FILE, GAZE_FILE, EVENTS_FILE, OBJECTS_FILE, TA
 DEPTH_MAX_UNITS = 65535
 """Largest storable depth value in units of ``depth_scale_m`` (0 means "no measurement")."""
 
+MAX_POSITION_M = 1.0e4
+"""Largest distance from its frame's origin that a translation, gaze origin, target point or vergence depth
+read from a session may have (10 km): anything farther is a corrupted value, refused on reading."""
+MAX_IMAGE_SIDE_PX = 16384
+"""Largest camera width or height accepted in a header."""
+MAX_TIMESTAMP_NS = 2**63 - 1
+"""Timestamps are non-negative and fit int64 (so differences of two never overflow int64 either)."""
+
 
 @dataclass(frozen=True)
 class SessionHeader:
@@ -205,7 +213,7 @@ def gaze_to_json(sample: GazeSample) -> dict[str, Any]:
         "timestamp_ns": int(sample.timestamp_ns),
         "valid": bool(sample.valid and sample.ray.is_finite),
         **ray,
-        "vergence_depth_m": float(depth) if depth is not None and math.isfinite(depth) else None,
+        "vergence_depth_m": float(depth) if depth is not None and math.isfinite(depth) and depth > 0 else None,
         "left": _ray_to_json(sample.left) if sample.left is not None else None,
         "right": _ray_to_json(sample.right) if sample.right is not None else None,
     }
@@ -239,10 +247,23 @@ def _get(obj: Any, key: str, where: str) -> Any:
     return obj[key]
 
 
-def _int(value: Any, what: str, where: str) -> int:
+def _int(value: Any, what: str, where: str, low: int | None = None, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SessionError(f"{where}: {what} must be an integer, got {value!r}")
+        raise SessionError(f"{where}: {what} must be an integer, got {str(value)[:40]!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise SessionError(f"{where}: {what} must be an integer in [{low}, {high}], got {value}")
     return value
+
+
+def _time(value: Any, what: str, where: str) -> int:
+    """A timestamp in ns: an integer in [0, 2**63 - 1]."""
+    return _int(value, what, where, 0, MAX_TIMESTAMP_NS)
+
+
+def _check_reach(vector: np.ndarray, what: str, where: str) -> None:
+    """Refuse a finite point or translation farther than :data:`MAX_POSITION_M` from its frame's origin."""
+    if np.all(np.isfinite(vector)) and float(np.linalg.norm(vector)) > MAX_POSITION_M:
+        raise SessionError(f"{where}: {what} is more than {MAX_POSITION_M:g} m from the origin")
 
 
 def _float(value: Any, what: str, where: str) -> float:
@@ -278,9 +299,11 @@ def transform_from_json(value: Any, what: str, where: str) -> Transform:
         raise SessionError(f"{where}: {what} must be 4 rows of 4 numbers")
     matrix = np.stack([_vector(row, 4, what, where) for row in value])
     try:
-        return as_transform(matrix, what)
+        transform = as_transform(matrix, what)
     except InputError as err:
         raise SessionError(f"{where}: {err}") from err
+    _check_reach(transform[:3, 3], f"{what} translation", where)
+    return transform
 
 
 def camera_from_json(value: Any, where: str) -> CameraModel:
@@ -289,8 +312,8 @@ def camera_from_json(value: Any, where: str) -> CameraModel:
         raise SessionError(f"{where}: camera distortion must be a list of numbers")
     try:
         return CameraModel(
-            width_px=_int(_get(value, "width_px", where), "width_px", where),
-            height_px=_int(_get(value, "height_px", where), "height_px", where),
+            width_px=_int(_get(value, "width_px", where), "width_px", where, 1, MAX_IMAGE_SIDE_PX),
+            height_px=_int(_get(value, "height_px", where), "height_px", where, 1, MAX_IMAGE_SIDE_PX),
             fx_px=_float(_get(value, "fx_px", where), "fx_px", where),
             fy_px=_float(_get(value, "fy_px", where), "fy_px", where),
             cx_px=_float(_get(value, "cx_px", where), "cx_px", where),
@@ -322,9 +345,9 @@ def header_from_json(value: Any, where: str = HEADER_FILE) -> SessionHeader:
             jpeg_quality=_int(_get(value, "jpeg_quality", where), "jpeg_quality", where),
             jpeg_progressive=_bool(value.get("jpeg_progressive", False), "jpeg_progressive", where),
             png_compression=_int(value.get("png_compression", 3), "png_compression", where),
-            has_depth=bool(_get(value, "has_depth", where)),
-            depth_scale_m=_float(_get(value, "depth_scale_m", where), "depth_scale_m", where),
-            created_unix_ns=_int(value.get("created_unix_ns", 0), "created_unix_ns", where),
+            has_depth=_bool(_get(value, "has_depth", where), "has_depth", where),
+            depth_scale_m=_depth_scale(_get(value, "depth_scale_m", where), where),
+            created_unix_ns=_time(value.get("created_unix_ns", 0), "created_unix_ns", where),
             description=_str(value.get("description", ""), "description", where),
             format_version=version,
         )
@@ -332,10 +355,17 @@ def header_from_json(value: Any, where: str = HEADER_FILE) -> SessionHeader:
         raise SessionError(f"{where}: {err}") from err
 
 
+def _depth_scale(value: Any, where: str) -> float:
+    scale = _float(value, "depth_scale_m", where)
+    if not 0 < scale <= 1:
+        raise SessionError(f"{where}: depth_scale_m must be in (0, 1] metres per unit, got {scale}")
+    return scale
+
+
 def frame_from_json(value: Any, where: str) -> FrameRecord:
     return FrameRecord(
         index=_int(_get(value, "index", where), "index", where),
-        timestamp_ns=_int(_get(value, "timestamp_ns", where), "timestamp_ns", where),
+        timestamp_ns=_time(_get(value, "timestamp_ns", where), "timestamp_ns", where),
         rgb_file=_str(_get(value, "rgb", where), "rgb", where),
         depth_file=_opt_str(value.get("depth"), "depth", where),
         instance_ids_file=_opt_str(value.get("instance_ids"), "instance_ids", where),
@@ -343,7 +373,7 @@ def frame_from_json(value: Any, where: str) -> FrameRecord:
 
 
 def head_pose_from_json(value: Any, where: str) -> HeadPose:
-    timestamp_ns = _int(_get(value, "timestamp_ns", where), "timestamp_ns", where)
+    timestamp_ns = _time(_get(value, "timestamp_ns", where), "timestamp_ns", where)
     matrix = transform_from_json(_get(value, "world_from_head", where), "world_from_head", where)
     return HeadPose(timestamp_ns, matrix)
 
@@ -359,11 +389,24 @@ def _ray_from_json(value: Any, where: str) -> GazeRay:
     ray = GazeRay(_vector(origin, 3, "origin_m", where), _vector(direction, 3, "direction", where))
     if not ray.is_finite or not math.isclose(float(np.linalg.norm(ray.direction)), 1.0, abs_tol=1e-6):
         raise SessionError(f"{where}: gaze direction must be a non-zero finite vector")
+    _check_reach(ray.origin_m, "gaze origin_m", where)
     return ray
 
 
+def _vergence(value: Any, where: str) -> float | None:
+    """None, or a distance in (0, MAX_POSITION_M] metres (what `session check` and replay both require)."""
+    if value is None:
+        return None
+    depth = _float(value, "vergence_depth_m", where)
+    if not 0 < depth <= MAX_POSITION_M:
+        raise SessionError(
+            f"{where}: vergence_depth_m {depth} is not a positive distance up to {MAX_POSITION_M:g} m"
+        )
+    return depth
+
+
 def gaze_from_json(value: Any, where: str) -> GazeSample:
-    timestamp_ns = _int(_get(value, "timestamp_ns", where), "timestamp_ns", where)
+    timestamp_ns = _time(_get(value, "timestamp_ns", where), "timestamp_ns", where)
     ray = _ray_from_json(value, where)
     valid = _get(value, "valid", where)
     if not isinstance(valid, bool):
@@ -375,14 +418,14 @@ def gaze_from_json(value: Any, where: str) -> GazeSample:
         timestamp_ns=timestamp_ns,
         ray=ray,
         valid=valid and ray.is_finite,
-        vergence_depth_m=None if depth is None else _float(depth, "vergence_depth_m", where),
+        vergence_depth_m=_vergence(depth, where),
         left=None if left is None else _ray_from_json(left, where + " (left)"),
         right=None if right is None else _ray_from_json(right, where + " (right)"),
     )
 
 
 def event_from_json(value: Any, where: str) -> InputEvent:
-    timestamp_ns = _int(_get(value, "timestamp_ns", where), "timestamp_ns", where)
+    timestamp_ns = _time(_get(value, "timestamp_ns", where), "timestamp_ns", where)
     kind = _get(value, "kind", where)
     try:
         return InputEvent(timestamp_ns, EventKind(kind))
@@ -393,7 +436,7 @@ def event_from_json(value: Any, where: str) -> InputEvent:
 
 def object_from_json(value: Any, where: str) -> GroundTruthObject:
     return GroundTruthObject(
-        object_id=_int(_get(value, "object_id", where), "object_id", where),
+        object_id=_int(_get(value, "object_id", where), "object_id", where, 1, 65535),
         name=_str(_get(value, "name", where), "name", where),
         category=_str(value.get("category", ""), "category", where),
         mesh_file=_opt_str(value.get("mesh_file"), "mesh_file", where),
@@ -408,10 +451,11 @@ def target_from_json(value: Any, where: str) -> FixationTarget:
         x, y, z = _vector(point, 3, "target_world_m", where)
         if not all(math.isfinite(v) for v in (x, y, z)):
             raise SessionError(f"{where}: target_world_m must be finite")
+        _check_reach(np.array([x, y, z]), "target_world_m", where)
         target_world_m = (float(x), float(y), float(z))
     target = FixationTarget(
-        start_ns=_int(_get(value, "start_ns", where), "start_ns", where),
-        end_ns=_int(_get(value, "end_ns", where), "end_ns", where),
+        start_ns=_time(_get(value, "start_ns", where), "start_ns", where),
+        end_ns=_time(_get(value, "end_ns", where), "end_ns", where),
         object_id=_int(_get(value, "object_id", where), "object_id", where),
         target_world_m=target_world_m,
     )

@@ -14,11 +14,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+from xrseg import jsonsafe
 from xrseg.errors import SessionError
 from xrseg.fileio import write_bytes_atomic
 from xrseg.session.format import TMP_PREFIX
 
 logger = logging.getLogger(__name__)
+
+MAX_STREAM_BYTES = 1 << 30
+"""Largest stream file read (1 GiB: a 30-minute recording at 200 Hz gaze is about 110 MB)."""
 
 
 def dumps_line(value: Any) -> bytes:
@@ -65,15 +69,12 @@ def write_atomic(path: Path, data: bytes) -> None:
 def read_jsonl(path: Path, name: str) -> tuple[list[tuple[int, Any]], list[str]]:
     """Parse a JSON-lines stream.
 
-    Returns ([(line_number, value), ...], warnings). Raises SessionError when the file is missing or a line
-    other than a torn last one does not parse. ``name`` is used in messages (e.g. "gaze.jsonl").
+    Returns ([(line_number, value), ...], warnings). Raises SessionError when the file is missing, not a regular
+    file, over :data:`MAX_STREAM_BYTES`, or a line other than a torn last one does not parse as strict JSON
+    (:func:`xrseg.jsonsafe.loads`: finite numbers, 64-bit integers, bounded nesting). ``name`` is used in
+    messages (e.g. "gaze.jsonl").
     """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as err:
-        raise SessionError(f"missing {name}") from err
-    except OSError as err:
-        raise SessionError(f"cannot read {name}: {err.strerror}") from err
+    data = jsonsafe.read_regular_file(path, MAX_STREAM_BYTES, name, SessionError)
     warnings: list[str] = []
     stripped = data.rstrip(b"\0")
     if len(stripped) != len(data):
@@ -86,8 +87,5 @@ def read_jsonl(path: Path, name: str) -> tuple[list[tuple[int, Any]], list[str]]
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            records.append((number, json.loads(line)))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise SessionError(f"{name} line {number}: corrupted record ({err})") from err
+        records.append((number, jsonsafe.loads(line, f"{name} line {number}: corrupted record", SessionError)))
     return records, warnings

@@ -9,7 +9,6 @@ wrong (missing files, unknown version, garbage in a stream, timestamps out of or
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from xrseg import jsonsafe
 from xrseg.errors import InputError, SessionError
 from xrseg.session import images
 from xrseg.session.format import (
@@ -52,6 +52,9 @@ logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
 
+MAX_SMALL_JSON_BYTES = 1 << 20
+"""Largest header.json or closed.json read (1 MiB; ours are under 2 kB)."""
+
 
 def resolve_session_file(root: Path, relative: str, what: str) -> Path:
     """The path of a file named inside a session; refuses absolute paths and paths that leave the session."""
@@ -69,13 +72,11 @@ def load_header(root: Path) -> SessionHeader:
         raise SessionError(f"session {root} is not a directory")
     path = root / HEADER_FILE
     try:
-        value = json.loads(path.read_bytes())
-    except FileNotFoundError as err:
-        raise SessionError(f"{root} is not a session: missing {HEADER_FILE}") from err
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SessionError(f"{HEADER_FILE} is corrupted ({err})") from err
-    except OSError as err:
-        raise SessionError(f"cannot read {HEADER_FILE}: {err.strerror}") from err
+        value = jsonsafe.load_file(path, MAX_SMALL_JSON_BYTES, HEADER_FILE, SessionError)
+    except SessionError as err:
+        if isinstance(err.__cause__, FileNotFoundError):
+            raise SessionError(f"{root} is not a session: missing {HEADER_FILE}") from err
+        raise
     return header_from_json(value)
 
 
@@ -143,10 +144,8 @@ def check_closed_counts(root: Path, counts: dict[str, int], warnings: list[str])
     if not path.exists():
         warnings.append("session was not closed cleanly (no closed.json): read up to the last complete record")
         return
-    try:
-        written = json.loads(path.read_bytes())["record_counts"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise SessionError(f"{CLOSED_FILE} is corrupted ({err})") from err
+    value = jsonsafe.load_file(path, MAX_SMALL_JSON_BYTES, CLOSED_FILE, SessionError)
+    written = value.get("record_counts") if isinstance(value, dict) else None
     if not isinstance(written, dict):
         raise SessionError(f"{CLOSED_FILE} is corrupted (record_counts is not an object)")
     for name, count in counts.items():
@@ -247,13 +246,14 @@ class Session:
         """Decode frame ``index``: ``rgb`` HxWx3 uint8 RGB, ``depth_m`` HxW float32 metres when present."""
         record = self.frame_record(index)
         expected = (self.header.camera.height_px, self.header.camera.width_px)
-        rgb = images.read_rgb(resolve_session_file(self.path, record.rgb_file, "rgb file"))
+        rgb = images.read_rgb(
+            resolve_session_file(self.path, record.rgb_file, "rgb file"), expected, f"frame {index}: rgb"
+        )
         _check_size(rgb.shape[:2], expected, f"frame {index}: rgb")
         depth = None
         if record.depth_file is not None:
-            depth = images.read_depth(
-                resolve_session_file(self.path, record.depth_file, "depth file"), self.header.depth_scale_m
-            )
+            path = resolve_session_file(self.path, record.depth_file, "depth file")
+            depth = images.read_depth(path, self.header.depth_scale_m, expected, f"frame {index}: depth")
             _check_size(depth.shape, expected, f"frame {index}: depth")
         elif self.header.has_depth:
             raise SessionError(f"frame {index}: the header says has_depth but the frame has no depth image")
@@ -265,8 +265,9 @@ class Session:
         if record.instance_ids_file is None:
             return None
         path = resolve_session_file(self.path, record.instance_ids_file, "ids file")
-        ids = images.read_png16(path, "instance ids")
-        _check_size(ids.shape, (self.header.camera.height_px, self.header.camera.width_px), f"frame {index}: ids")
+        expected = (self.header.camera.height_px, self.header.camera.width_px)
+        ids = images.read_png16(path, "instance ids", expected, f"frame {index}: ids")
+        _check_size(ids.shape, expected, f"frame {index}: ids")
         return ids
 
     def head_poses(self) -> list[HeadPose]:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from xrseg import jsonsafe
 from xrseg.errors import ProtocolError
 
 SCHEMA_RE = re.compile(r"^([a-z][a-z0-9_.]*)/([0-9]{1,4})$")
@@ -63,10 +64,6 @@ def schema_name(family: str, major: int) -> str:
     return f"{family}/{major}"
 
 
-def _reject_constant(name: str) -> Any:
-    raise ProtocolError(f"header contains {name}, which is not JSON")
-
-
 def encode_header(header: Mapping[str, Any]) -> bytes:
     """Serialise a header as compact UTF-8 JSON (NaN and infinities are refused: send null instead)."""
     try:
@@ -76,19 +73,13 @@ def encode_header(header: Mapping[str, Any]) -> bytes:
 
 
 def decode_header(frame: bytes, family: str, major: int, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
-    """Parse and check a JSON header frame: size, UTF-8, a JSON object, and ``schema == family/major``."""
+    """Parse and check a JSON header frame: size, strict JSON (:func:`xrseg.jsonsafe.loads`: UTF-8, finite
+    numbers, 64-bit integers, bounded nesting), a JSON object, and ``schema == family/major``."""
     if len(frame) > limits.max_header_bytes:
         raise MessageTooLargeError(
             f"header is {len(frame)} bytes, more than the limit of {limits.max_header_bytes}"
         )
-    try:
-        header = json.loads(frame.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError as err:
-        raise ProtocolError(f"header is not UTF-8: {err}") from err
-    except RecursionError as err:
-        raise ProtocolError("header JSON is nested too deeply") from err
-    except json.JSONDecodeError as err:
-        raise ProtocolError(f"header is not valid JSON: {err}") from err
+    header = jsonsafe.loads(frame, "header", ProtocolError)
     if not isinstance(header, dict):
         raise ProtocolError(f"header must be a JSON object, got {type(header).__name__}")
     schema = header.get("schema")

@@ -18,7 +18,6 @@ when these are present). Empty or NaN angles give an invalid sample (a dropout),
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 from collections.abc import Mapping
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from xrseg import jsonsafe
 from xrseg.errors import InputError, SessionError
 from xrseg.session.format import SessionHeader, camera_from_json, transform_from_json
 from xrseg.session.writer import SessionWriter
@@ -148,11 +148,11 @@ def load_calibration(path: str | Path) -> tuple[CameraModel, Transform]:
     """
     path = Path(path)
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise InputError(f"calibration file {path} does not exist") from err
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"calibration file {path.name} is not valid JSON ({err})") from err
+        value = jsonsafe.load_file(path, 1 << 20, f"calibration file {path.name}", InputError)
+    except InputError as err:
+        if isinstance(err.__cause__, FileNotFoundError):
+            raise InputError(f"calibration file {path} does not exist") from err
+        raise
     if not isinstance(value, dict) or "camera" not in value:
         raise InputError(f"calibration file {path.name} has no 'camera' object")
     try:
