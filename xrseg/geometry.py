@@ -257,6 +257,20 @@ class PoseTrack:
             np.stack([p.world_from_head for p in poses]),
         )
 
+    @classmethod
+    def from_checked(cls, timestamps_ns: Sequence[int], transforms: npt.ArrayLike) -> PoseTrack:
+        """A track from poses that were already validated one by one (HeadPose records are), in O(N) copies.
+
+        The caller guarantees what the constructor checks: strictly ascending timestamps and Nx4x4 rigid
+        transforms. A live pipeline rebuilds its track many times a second; re-checking every matrix each time
+        cost it most of its time."""
+        track = cls.__new__(cls)
+        matrices = np.array(transforms, dtype=np.float64, copy=True)
+        matrices.setflags(write=False)
+        track._timestamps = [int(t) for t in timestamps_ns]
+        track._transforms = matrices
+        return track
+
     def __len__(self) -> int:
         return len(self._timestamps)
 

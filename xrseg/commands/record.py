@@ -115,9 +115,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     with source, source.stop_on_signals():  # Ctrl-C and SIGTERM end the recording cleanly
         stats = record_source(source, args.out, header, duration_s=args.duration, overwrite=args.overwrite)
+    ended = f"ran for {args.duration:g} s" if args.duration is not None else "the streams ended"
     print(
         f"recorded {stats.frames} frames, {stats.head_poses} head poses, {stats.gaze_samples} gaze samples "
-        f"over {stats.duration_ns / 1e9:.1f} s to {args.out}; {source.stop_reason or 'the streams ended'}"
+        f"over {stats.duration_ns / 1e9:.1f} s to {args.out}; {source.stop_reason or ended}"
     )
     return 0
 

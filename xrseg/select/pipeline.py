@@ -361,7 +361,8 @@ class Pipeline:
 
     def _pose_track(self) -> PoseTrack | None:
         if self._track is None and self._pose_times:
-            self._track = PoseTrack(np.fromiter(self._pose_times, np.int64), np.stack(list(self._poses)))
+            # Each pose was checked once as a HeadPose and times ascend (_on_pose): no re-check per rebuild.
+            self._track = PoseTrack.from_checked(self._pose_times, np.stack(list(self._poses)))
         return self._track
 
     def world_from_camera_at(self, timestamp_ns: int) -> Transform | None:

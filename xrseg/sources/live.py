@@ -267,6 +267,7 @@ class LiveSource:
 
     def _produce(self, name: str, produce: Callable[[], Iterable[SourceItem]]) -> None:
         failed = False
+        stopped_by_us = False
         try:
             for item in produce():
                 if self._stop.is_set():
@@ -277,12 +278,13 @@ class LiveSource:
             failed = True
         finally:
             logger.info("%s producer finished", name)
-            if name == "camera" and not failed and not self._stop.is_set():
+            stopped_by_us = self._stop.is_set()
+            if name == "camera" and not failed and not stopped_by_us:
                 # The camera ran out (a video file): let the headset cover the last frame, then stop it.
                 end_ns = self._last_frame_ns if self._last_frame_ns is not None else now_ns()
                 self._camera_end = (end_ns, now_ns() + self._grace_ns)
             else:
-                if name == "openxr" and not self.stop_reason:
+                if name == "openxr" and not stopped_by_us and not self.stop_reason:
                     self.stop_reason = "the headset session ended"
                 self._stop_all()
             self._queue.put(_DONE)
