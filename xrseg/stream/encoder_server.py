@@ -3,10 +3,18 @@
     server = EncoderServer(SamEngine.from_cache(), "tcp://127.0.0.1:5561")
     server.serve(stop_event)            # until stop_event is set (or max_requests were handled)
 
-Requests are handled one at a time, in arrival order. Every malformed, oversized or wrong-version request is
-answered with an error reply when the server can tell who sent it, counted in :attr:`EncoderServer.stats`, and
-never stops the server. Frames larger than ``limits.max_total_bytes`` are cut off by ZeroMQ itself
-(``ZMQ_MAXMSGSIZE``: the connection is dropped and the sender gets no answer).
+Requests are handled one at a time, fair-queued across clients. Every malformed, oversized or wrong-version
+request is answered with an error reply when the server can tell who sent it, counted in
+:attr:`EncoderServer.stats`, and never stops the server.
+
+Memory is bounded by configuration (docs/protocol.md, "Limits and memory"):
+
+- a frame larger than ``limits.max_payload_bytes`` is cut off by ZeroMQ itself (``ZMQ_MAXMSGSIZE``) as soon as
+  its size arrives: the connection is dropped and the sender gets no answer;
+- a request is read one frame at a time without copying (:meth:`EncoderServer._receive`); once its frame count
+  or running total passes the limits its frames are released as they are read and it is answered ``too_large``;
+- each client may have ``max_queued_per_client`` complete requests waiting (``ZMQ_RCVHWM``); beyond that
+  ZeroMQ stops reading that client's connection (back-pressure: nothing is dropped, nothing grows).
 
 The server binds loopback by default; binding any other address needs CURVE keys (or ``allow_insecure=True``).
 """
@@ -89,9 +97,11 @@ class EncoderServer:
         limits: Limits = DEFAULT_LIMITS,
         curve: CurveServerKeys | None = None,
         allow_insecure: bool = False,
-        rcvhwm: int = 16,
+        max_queued_per_client: int = 1,
     ) -> None:
         check_bind_security(bind, curve, allow_insecure)
+        if max_queued_per_client < 1:
+            raise InputError(f"max_queued_per_client must be >= 1, got {max_queued_per_client}")
         self.encoder = encoder
         self.limits = limits
         self.stats = EncoderServerStats()
@@ -100,8 +110,10 @@ class EncoderServer:
         self._sock = self._context.socket(zmq.ROUTER)
         try:
             self._sock.setsockopt(zmq.LINGER, 0)
-            self._sock.setsockopt(zmq.RCVHWM, rcvhwm)
-            self._sock.setsockopt(zmq.MAXMSGSIZE, limits.max_total_bytes)
+            # With CURVE a connection's first slot is taken by its handshake: one more (an HWM of 1 left
+            # authenticated clients unanswered).
+            self._sock.setsockopt(zmq.RCVHWM, max_queued_per_client + (curve is not None))
+            self._sock.setsockopt(zmq.MAXMSGSIZE, max(limits.max_payload_bytes, limits.max_header_bytes))
             if curve is not None:
                 self._auth = start_authenticator(self._context, curve)
                 configure_server(self._sock, curve)
@@ -126,13 +138,10 @@ class EncoderServer:
         """Wait up to ``timeout_ms`` for one request and answer it. Returns False when none came."""
         if not self._sock.poll(timeout_ms, zmq.POLLIN):
             return False
-        message = self._sock.recv_multipart(flags=zmq.NOBLOCK)
+        route, body, refusal = self._receive()
         self.stats.requests += 1
-        route, body = message[:1], message[1:]
-        if body and body[0] == b"":  # a REQ client's envelope delimiter: echo it back
-            route, body = [*route, b""], body[1:]
         try:
-            reply = self._handle(body)
+            reply = self._refuse(body, refusal) if refusal is not None else self._handle(body)
         except Exception:  # the server must survive anything a request triggers
             logger.exception("unexpected failure handling a request")
             self._count("internal")
@@ -142,6 +151,36 @@ class EncoderServer:
         except zmq.Again:
             self.stats.unsent_replies += 1
         return True
+
+    def _receive(self) -> tuple[list[bytes], list[bytes], MessageTooLargeError | None]:
+        """One request, frame by frame: (route, body, refusal). Frames are not copied until the whole request
+        is known to be within the limits; over them, only the header frame is kept (for the request id)."""
+        limits = self.limits
+        route = [self._sock.recv(flags=zmq.NOBLOCK)]
+        frames: list[zmq.Frame] = []
+        total_bytes = 0
+        refusal: MessageTooLargeError | None = None
+        while self._sock.getsockopt(zmq.RCVMORE):
+            frame = self._sock.recv(copy=False)
+            if not frames and len(route) == 1 and len(frame) == 0:
+                route.append(b"")  # a REQ client's envelope delimiter: echoed back
+                continue
+            total_bytes += len(frame)
+            if refusal is None and len(frames) > limits.max_payload_frames:
+                refusal = MessageTooLargeError(f"request has more than {1 + limits.max_payload_frames} frames")
+            elif refusal is None and total_bytes > limits.max_total_bytes:
+                refusal = MessageTooLargeError(f"request is over the limit of {limits.max_total_bytes} bytes")
+            if refusal is None or not frames:
+                frames.append(frame)
+            if refusal is not None:
+                del frames[1:]  # release everything but the header as soon as the request is refused
+        return route, [frame.bytes for frame in frames], refusal
+
+    def _refuse(self, body: list[bytes], error: MessageTooLargeError) -> list[bytes]:
+        self._count("too_large")
+        request_id = peek_request_id(body[0], self.limits) if body else None
+        logger.debug("refused request %s: %s", request_id, error)
+        return error_reply_frames(request_id, "too_large", str(error))
 
     def _count(self, code: str) -> None:
         self.stats.errors[code] = self.stats.errors.get(code, 0) + 1
