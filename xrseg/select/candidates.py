@@ -58,10 +58,15 @@ class CandidateOptions:
     plane_distance_m: float = 0.012
     plane_relative_distance: float = 0.006
     """A pixel lies on a plane within max(plane_distance_m, plane_relative_distance * its depth)."""
-    min_plane_share: float = 0.08
-    """A plane holding less than this share of the depth pixels is not a support (it may be a box face)."""
-    max_planes: int = 4
-    plane_stride_px: int = 4
+    min_region_share: float = 0.015
+    """Only connected regions of a plane covering at least this share of the image can be supports."""
+    min_support_extent_m: float = 0.5
+    """A horizontal plane region at least this wide is a support (a table, the floor); box tops are smaller."""
+    min_wall_extent_m: float = 1.2
+    """Any plane region at least this wide is a support (a wall); a monitor or a box face is smaller."""
+    horizontal_tolerance_deg: float = 20.0
+    max_planes: int = 6
+    plane_stride_px: int = 6
     """Planes are fitted on every ``plane_stride_px``-th pixel in x and y."""
     min_proposal_px: int = 12
 
@@ -95,43 +100,78 @@ def _points_camera(depth_m: npt.NDArray[np.float32], camera: CameraModel) -> npt
     return np.dstack([grid[..., 0] * depth, grid[..., 1] * depth, depth])
 
 
-def support_planes(
-    depth_m: npt.NDArray[np.float32], camera: CameraModel, options: CandidateOptions = CandidateOptions()
-) -> npt.NDArray[np.bool_]:
-    """HxW bool: pixels on the keyframe's large planes (RANSAC with Open3D on a subsampled point cloud).
+def _region_extent_m(points: npt.NDArray[np.float32]) -> float:
+    """Extent (metres) of Nx3 points along their principal axis: the 5th to 95th percentile."""
+    sample = points[:: max(1, len(points) // 4000)].astype(np.float64)
+    centred = sample - sample.mean(axis=0)
+    axis = np.linalg.svd(centred, full_matrices=False)[2][0]
+    along = centred @ axis
+    return float(np.percentile(along, 95) - np.percentile(along, 5))
 
-    ``depth_m`` HxW float32 metres (0 = none). Planes are taken largest first while each holds at least
-    ``min_plane_share`` of the valid pixels, at most ``max_planes``.
+
+def _is_support(
+    normal: npt.NDArray[np.float64],
+    extent_m: float,
+    up_camera: npt.NDArray[np.float64] | None,
+    options: CandidateOptions,
+) -> bool:
+    """A horizontal plane (table, floor) this wide, or any plane as wide as a wall."""
+    if up_camera is None:
+        return extent_m >= options.min_support_extent_m
+    horizontal = abs(float(normal @ up_camera)) >= math.cos(math.radians(options.horizontal_tolerance_deg))
+    return extent_m >= (options.min_support_extent_m if horizontal else options.min_wall_extent_m)
+
+
+def support_planes(
+    depth_m: npt.NDArray[np.float32],
+    camera: CameraModel,
+    options: CandidateOptions = CandidateOptions(),
+    up_camera: npt.ArrayLike | None = None,
+) -> npt.NDArray[np.bool_]:
+    """HxW bool: pixels on the keyframe's supports: tables, floors and walls.
+
+    Planes are found by RANSAC (Open3D) on every ``plane_stride_px``-th pixel, largest first, at most
+    ``max_planes``. Of each plane only its connected regions of at least ``min_region_share`` of the image
+    count (scattered coplanar object pixels do not), and the plane is a support when they are horizontal
+    (``up_camera``: the world's up direction in camera coordinates, 3 floats) and at least
+    ``min_support_extent_m`` across, or at least ``min_wall_extent_m`` across in any orientation (without
+    ``up_camera`` every plane is held to ``min_support_extent_m``). ``depth_m`` HxW float32 metres (0 = none).
     """
     import open3d as o3d
 
+    up = None if up_camera is None else np.asarray(up_camera, dtype=np.float64)
     points = _points_camera(depth_m, camera)
     stride = options.plane_stride_px
-    sub = points[::stride, ::stride].reshape(-1, 3)
-    sub = sub[np.all(np.isfinite(sub), axis=1)]
+    remaining = points[::stride, ::stride].reshape(-1, 3)
+    remaining = remaining[np.all(np.isfinite(remaining), axis=1)].astype(np.float64)
     support = np.zeros(depth_m.shape, dtype=bool)
-    if len(sub) < 100:
+    if len(remaining) < 100:
         return support
     flat = points.reshape(-1, 3)
     tolerance = np.maximum(options.plane_distance_m, options.plane_relative_distance * flat[:, 2])
-    remaining = sub.astype(np.float64)
-    total = len(sub)
+    min_region_px = options.min_region_share * depth_m.size
     for _ in range(options.max_planes):
-        if len(remaining) < options.min_plane_share * total:
+        if len(remaining) < 100:
             break
         cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(remaining))
         threshold = options.plane_distance_m + options.plane_relative_distance * float(np.median(remaining[:, 2]))
         o3d.utility.random.seed(7)  # deterministic replays
         model, inliers = cloud.segment_plane(threshold, 3, 200)
-        if len(inliers) < options.min_plane_share * total:
-            break
-        a, b, c, d = (float(v) for v in model)
-        with np.errstate(invalid="ignore"):
-            on_plane = np.abs(flat @ np.array([a, b, c]) + d) <= tolerance
-        support |= on_plane.reshape(depth_m.shape)
         keep = np.ones(len(remaining), dtype=bool)
         keep[np.asarray(inliers, dtype=np.int64)] = False
         remaining = remaining[keep]
+        if len(inliers) * stride * stride < min_region_px:
+            break
+        normal, offset = np.asarray(model[:3], dtype=np.float64), float(model[3])
+        with np.errstate(invalid="ignore"):
+            on_plane = (np.abs(flat @ normal + offset) <= tolerance).reshape(depth_m.shape)
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(on_plane.astype(np.uint8), connectivity=8)
+        big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_region_px) + 1
+        if big.size == 0:
+            continue
+        region = np.isin(labels, big)
+        if _is_support(normal, _region_extent_m(points[region]), up, options):
+            support |= region
     return support
 
 
@@ -153,12 +193,14 @@ def analyse_keyframe(
     camera: CameraModel,
     edge_jump: float,
     options: CandidateOptions = CandidateOptions(),
+    up_camera: npt.ArrayLike | None = None,
 ) -> KeyframeScene:
-    """The per-keyframe part of the search (supports, proposals, edges); all None without usable depth."""
+    """The per-keyframe part of the search (supports, proposals, edges); all None without usable depth.
+    ``up_camera``: the world's up direction in camera coordinates (3 floats) when the camera pose is known."""
     if depth_m is None or depth_m.shape != (camera.height_px, camera.width_px) or not np.any(depth_m > 0):
         return KeyframeScene(None, None, None)
     edges = depth_edges(depth_m, edge_jump)
-    support = support_planes(depth_m, camera, options)
+    support = support_planes(depth_m, camera, options, up_camera)
     return KeyframeScene(support, object_proposals(support, edges, options.min_proposal_px), edges)
 
 

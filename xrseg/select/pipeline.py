@@ -38,7 +38,7 @@ from xrseg.sam.embeddings import EmbeddingService, EncodeMode, Encoder, Keyframe
 from xrseg.sam.records import ImageEmbedding, MaskPrediction
 from xrseg.select.candidates import CandidateOptions
 from xrseg.select.gaze_path import GazeOptions, GazePath
-from xrseg.select.keyframes import KeyframePolicy, KeyframeRefusal, choose_keyframe
+from xrseg.select.keyframes import GazeView, KeyframePolicy, KeyframeRefusal, choose_keyframe
 from xrseg.select.maskchoice import ChoiceOptions
 from xrseg.select.prompter import Prompt, Prompter, PromptMiss, evenly_spaced
 from xrseg.select.selector import Decision, Decoder, Selector, Timing
@@ -373,12 +373,20 @@ class Pipeline:
 
     def _choose_keyframe(self, trigger: Trigger) -> Keyframe | KeyframeRefusal:
         """Asynchronous mode: an encoded keyframe usable for ``trigger`` (by head motion), or why none is."""
+        fixation = trigger.fixation
+        view = GazeView(
+            np.asarray(fixation.direction, dtype=np.float64),
+            min(fixation.centre_ns, trigger.timestamp_ns),
+            self.camera,
+            self.head_from_camera,
+        )
         return choose_keyframe(
             self.embeddings.keyframes(),
             trigger.timestamp_ns,
-            trigger.fixation.start_ns,
+            fixation.start_ns,
             self._pose_track(),
             self.options.keyframe_policy,
+            view,
         )
 
     def _keyframe(self, trigger: Trigger, retry: bool) -> Keyframe | None:
@@ -519,7 +527,9 @@ class Pipeline:
             sink.on_reject(selection)
         self._last = None
         rejected = (*latest.rejected_masks, selection.mask)
-        alternatives = self._selector.alternatives(latest.decision, latest.frame, latest.embedding, rejected)
+        alternatives = self._selector.alternatives(
+            latest.decision, latest.frame, latest.world_from_camera, latest.embedding, rejected
+        )
         if not alternatives:
             return
         runner_up = alternatives[0]

@@ -33,6 +33,9 @@ from xrseg.types import CameraModel, Frame, GazeSample, Transform, Vec3
 
 log = logging.getLogger(__name__)
 
+WORLD_UP = np.array([0.0, 1.0, 0.0])
+"""The world's up: OpenXR's LOCAL and STAGE spaces (and the session format) are gravity-aligned, +y up."""
+
 __all__ = ["Decision", "Decoder", "Selector", "Timing"]
 
 
@@ -154,7 +157,7 @@ class Selector:
                 choice = self._choose(prediction, frame.depth_m, prompt, clock)
         decision = Decision(prompt, prediction, choice.index, choice.reason, look_through, Timing(0, 0, 0))
         if self.cone_search:
-            decision = self._search_cone(decision, frame, embedding, clock)
+            decision = self._search_cone(decision, frame, world_from_camera, embedding, clock)
         timing = Timing(prompt_ms, clock.decode_ms, encode_ms, clock.choose_ms)
         return dataclasses.replace(decision, timing=timing)
 
@@ -178,26 +181,34 @@ class Selector:
         clock.choose_ms += (time.perf_counter() - started) * 1000.0
         return choice
 
-    def _scene(self, frame: Frame) -> KeyframeScene:
+    def _scene(self, frame: Frame, world_from_camera: Transform) -> KeyframeScene:
         scene = self._scenes.get(frame.index)
         if scene is None:
-            scene = analyse_keyframe(frame.depth_m, self.camera, self.choice.edge_jump, self.candidates)
+            up_camera = np.asarray(world_from_camera)[:3, :3].T @ WORLD_UP
+            scene = analyse_keyframe(frame.depth_m, self.camera, self.choice.edge_jump, self.candidates, up_camera)
             self._scenes[frame.index] = scene
             while len(self._scenes) > 4:
                 self._scenes.popitem(last=False)
         return scene
 
-    def _search_cone(self, decision: Decision, frame: Frame, embedding: ImageEmbedding, clock: _Clock) -> Decision:
+    def _search_cone(
+        self,
+        decision: Decision,
+        frame: Frame,
+        world_from_camera: Transform,
+        embedding: ImageEmbedding,
+        clock: _Clock,
+    ) -> Decision:
         """Step 3 of the module docstring: keep ``decision`` when its mask is a plausible target under the
         gaze, else the best plausible candidate of the gaze prompt or of the proposals in the cone."""
         started = time.perf_counter()
-        scene = self._scene(frame)
+        scene = self._scene(frame, world_from_camera)
         mask, score = decision.prediction.masks[decision.index], float(decision.prediction.scores[decision.index])
         chosen = score_mask(mask, score, decision.prompt.gaze_xy, scene, self.camera, self.candidates)
         clock.choose_ms += (time.perf_counter() - started) * 1000.0
         if chosen.plausible and chosen.distance_deg == 0.0:
             return decision
-        ranked = self._ranked(decision, frame, embedding, clock)
+        ranked = self._ranked(decision, frame, world_from_camera, embedding, clock)
         if not ranked:
             return decision
         if ranked[0].reason is ChoiceReason.GAZE_CONE:
@@ -205,19 +216,29 @@ class Selector:
         return ranked[0]
 
     def alternatives(
-        self, decision: Decision, frame: Frame, embedding: ImageEmbedding, exclude: Sequence[np.ndarray] = ()
+        self,
+        decision: Decision,
+        frame: Frame,
+        world_from_camera: Transform,
+        embedding: ImageEmbedding,
+        exclude: Sequence[np.ndarray] = (),
     ) -> list[Decision]:
         """The plausible candidates for ``decision``'s gaze, best first, without those overlapping any of the
         HxW bool masks in ``exclude`` (IoU over 0.5): what REJECT steps through."""
-        ranked = self._ranked(decision, frame, embedding, _Clock())
+        ranked = self._ranked(decision, frame, world_from_camera, embedding, _Clock())
         return [d for d in ranked if all(mask_iou(d.prediction.masks[d.index], m) <= 0.5 for m in exclude)]
 
     def _ranked(
-        self, decision: Decision, frame: Frame, embedding: ImageEmbedding, clock: _Clock
+        self,
+        decision: Decision,
+        frame: Frame,
+        world_from_camera: Transform,
+        embedding: ImageEmbedding,
+        clock: _Clock,
     ) -> list[Decision]:
         """Every plausible mask of the gaze prompt and of the prompts at the proposals in the cone, best first."""
         started = time.perf_counter()
-        scene = self._scene(frame)
+        scene = self._scene(frame, world_from_camera)
         gaze = decision.prompt.gaze_xy
         points = proposal_points(scene, gaze, self.camera, self.candidates)
         clock.choose_ms += (time.perf_counter() - started) * 1000.0

@@ -1,9 +1,9 @@
 """The naive baseline every selection figure is compared against, in the same run.
 
-For each SELECT event: the raw gaze samples of the ``window_ms`` before it (no fixation detector), their mean
-ray, the head pose at the event, the point 1 m along that ray (no depth, no vergence), projected into the newest
-frame at or before the event; one positive point; Segment Anything's own best mask. Scored like the pipeline
-(:mod:`xrseg.tools.scoring`).
+For each SELECT event: the raw gaze samples of the ``window_ms`` before it (no fixation detector), each one's
+point 1 m along its ray (no depth, no vergence) placed in the world with the head pose at its time, their mean
+projected into the newest frame at or before the event; one positive point; Segment Anything's own best mask.
+Scored like the pipeline (:mod:`xrseg.tools.scoring`).
 """
 
 from __future__ import annotations
@@ -59,12 +59,18 @@ def run_baseline(
         if hi <= lo or frame_index is None or world_from_head is None:
             picks.append(BaselinePick(t, target, None, False, 0.0))
             continue
-        window = gaze[lo:hi]
-        origin = np.mean([g.ray.origin_m for g in window], axis=0)
-        direction = np.mean([g.ray.direction for g in window], axis=0)
-        direction /= np.linalg.norm(direction)
-        point_head = origin + distance_m * direction
-        point_world = to_frame(world_from_head, point_head[None])[0]
+        # Each sample's 1 m point in the world with the head pose at its own time (the head turns during the
+        # window), then their mean.
+        points_world = []
+        for sample in gaze[lo:hi]:
+            pose = track.at(sample.timestamp_ns)
+            if pose is not None:
+                point_head = np.asarray(sample.ray.origin_m) + distance_m * np.asarray(sample.ray.direction)
+                points_world.append(to_frame(pose, point_head[None])[0])
+        if not points_world:
+            picks.append(BaselinePick(t, target, None, False, 0.0))
+            continue
+        point_world = np.mean(points_world, axis=0)
         frame_pose = track.at(int(session.frame_timestamps_ns[frame_index]))
         if frame_pose is None:
             picks.append(BaselinePick(t, target, None, False, 0.0))
