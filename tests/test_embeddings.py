@@ -112,3 +112,21 @@ def test_keyframe_policy_takes_the_nearest_within_the_head_motion_limit() -> Non
     assert isinstance(choose_keyframe([keyframe(0)], 7 * S, 6 * S, still, policy), Keyframe)
     assert isinstance(choose_keyframe([keyframe(0)], 9 * S, 8 * S, still, policy), KeyframeRefusal)
     assert choose_keyframe([], S, 0, TRACK, policy).kind is RefusalKind.NO_KEYFRAME  # type: ignore[union-attr]
+
+
+def test_a_keyframe_that_did_not_see_the_gaze_target_is_not_used() -> None:
+    from xrseg.select.keyframes import GazeView
+    from xrseg.types import CameraModel
+
+    camera = CameraModel(width_px=640, height_px=480, fx_px=457.0, fy_px=457.0, cx_px=319.5, cy_px=239.5)
+    head_from_camera = np.diag([1.0, -1.0, -1.0, 1.0])  # looking along the head's -z
+    policy = KeyframePolicy(max_head_motion_deg=60.0, max_age_ms=8000.0)
+    ahead = GazeView(np.array([0.0, 0.0, -1.0]), 0, camera, head_from_camera)
+    aside = GazeView(
+        np.array([math.sin(math.radians(50)), 0.0, -math.cos(math.radians(50))]), 0, camera, head_from_camera
+    )
+    still = PoseTrack(np.array([0, 20 * S]), np.stack([yaw(0), yaw(0)]))
+    assert isinstance(choose_keyframe([keyframe(S)], S, 0, still, policy, ahead), Keyframe)
+    # 50 deg to the side is outside a 70 deg wide camera: the keyframe did not see it.
+    refusal = choose_keyframe([keyframe(S)], S, 0, still, policy, aside)
+    assert isinstance(refusal, KeyframeRefusal) and "did not see the gaze" in refusal.reason

@@ -8,7 +8,9 @@ out of the keyframe's view or seen from another side), not the keyframe's age as
 
 - a keyframe is *usable* for a fixation when the head poses at the keyframe's time and at the fixation's
   start and trigger are all known and the head turned at most ``max_head_motion_deg`` between the keyframe and
-  either of them, and the keyframe is at most ``max_age_ms`` from the trigger (a backstop for moving scenes);
+  either of them, the keyframe is at most ``max_age_ms`` from the trigger (a backstop for moving scenes), and,
+  when the fixation's gaze direction is given (:class:`GazeView`), that direction falls inside the keyframe's
+  image (seen from the keyframe camera, parallax ignored): otherwise every prompt sample would miss it;
 - of the usable keyframes the one nearest in time to the trigger is chosen (ties: the earlier one);
 - when none is usable the trigger waits for the next keyframe (:class:`KeyframeRefusal` says why), and is
   dropped as stale only when ``max_age_ms`` has passed since the trigger without a usable one.
@@ -26,10 +28,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from xrseg.errors import InputError
-from xrseg.geometry import PoseTrack
+from xrseg.geometry import PoseTrack, in_image, project_points
 from xrseg.sam.embeddings import Keyframe
+from xrseg.types import CameraModel, Transform
 
-__all__ = ["KeyframePolicy", "KeyframeRefusal", "RefusalKind", "choose_keyframe", "rotation_between_deg"]
+__all__ = [
+    "GazeView",
+    "KeyframePolicy",
+    "KeyframeRefusal",
+    "RefusalKind",
+    "choose_keyframe",
+    "rotation_between_deg",
+]
 
 _MS = 1_000_000
 
@@ -46,6 +56,30 @@ class KeyframePolicy:
     def __post_init__(self) -> None:
         if not (self.max_head_motion_deg > 0 and self.max_age_ms > 0):
             raise InputError("max_head_motion_deg and max_age_ms must be positive")
+
+
+@dataclass(frozen=True)
+class GazeView:
+    """Where a fixation looked, to check that a keyframe saw it: ``direction_head`` (3 float64, unit, head
+    frame) at ``timestamp_ns``, and the rig (``camera``, ``head_from_camera`` 4x4 float64)."""
+
+    direction_head: np.ndarray
+    timestamp_ns: int
+    camera: CameraModel
+    head_from_camera: Transform
+
+    def seen_by(self, track: PoseTrack, keyframe_ns: int) -> bool:
+        """True when the gaze direction lands inside the keyframe camera's image (False when a pose is unknown)."""
+        at_gaze, at_keyframe = track.at(self.timestamp_ns), track.at(keyframe_ns)
+        if at_gaze is None or at_keyframe is None:
+            return False
+        direction_world = at_gaze[:3, :3] @ np.asarray(self.direction_head, dtype=np.float64)
+        world_from_camera = at_keyframe @ self.head_from_camera
+        direction_camera = world_from_camera[:3, :3].T @ direction_world
+        if not direction_camera[2] > 1e-6:
+            return False
+        pixels, in_front = project_points(self.camera, direction_camera[None, :] / direction_camera[2])
+        return bool(in_front[0] and in_image(self.camera, pixels)[0])
 
 
 class RefusalKind(enum.Enum):
@@ -87,6 +121,7 @@ def choose_keyframe(
     fixation_start_ns: int,
     track: PoseTrack | None,
     policy: KeyframePolicy,
+    view: GazeView | None = None,
 ) -> Keyframe | KeyframeRefusal:
     """The keyframe for a fixation (see the module docstring), or why there is none."""
     if not keyframes:
@@ -100,7 +135,8 @@ def choose_keyframe(
         motion = _head_motion_deg(track, keyframe.frame.timestamp_ns, (fixation_start_ns, trigger_ns))
         if motion is None:
             continue
-        if age_ms <= policy.max_age_ms and motion <= policy.max_head_motion_deg:
+        seen = view is None or view.seen_by(track, keyframe.frame.timestamp_ns)
+        if age_ms <= policy.max_age_ms and motion <= policy.max_head_motion_deg and seen:
             if best is None or age_ms < abs(trigger_ns - best.frame.timestamp_ns) / _MS:
                 best = keyframe
         elif nearest is None or age_ms < nearest[0]:
@@ -113,5 +149,6 @@ def choose_keyframe(
     return KeyframeRefusal(
         RefusalKind.STALE,
         f"nearest keyframe is {age_ms:.0f} ms and {motion:.0f} deg of head motion away "
-        f"(limits {policy.max_age_ms:.0f} ms, {policy.max_head_motion_deg:.0f} deg)",
+        f"(limits {policy.max_age_ms:.0f} ms, {policy.max_head_motion_deg:.0f} deg), or did not see the gaze "
+        "target",
     )
