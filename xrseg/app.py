@@ -59,6 +59,17 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--publish", metavar="ENDPOINT", help="publish events over ZeroMQ, e.g. tcp://127.0.0.1:5560"
     )
+    group.add_argument(
+        "--publish-curve",
+        nargs=2,
+        type=Path,
+        metavar=("SERVER_SECRET", "CLIENTS_DIR"),
+        help="CURVE for --publish: the publisher's secret certificate and the directory of allowed subscriber "
+        "keys (needed to publish on a non-loopback address; see `xrseg serve-encoder --make-keys`)",
+    )
+    group.add_argument(
+        "--publish-insecure", action="store_true", help="allow --publish on a non-loopback address without CURVE"
+    )
     group.add_argument("--encoder", metavar="ENDPOINT", help="encode keyframes on an `xrseg serve-encoder` server")
     group.add_argument("--no-mesh", action="store_true", help="do not lift selections or export meshes")
     group.add_argument("--follow-frames", type=int, default=6, help="frames to follow a selected object into")
@@ -129,10 +140,14 @@ class _Progress(Sink):
 class _Publisher(Sink):
     """Publishes fixations, selections and once-a-second stats on a ZeroMQ PUB socket."""
 
-    def __init__(self, endpoint: str, pipeline_stats: PipelineStats) -> None:
+    def __init__(self, args: argparse.Namespace, pipeline_stats: PipelineStats) -> None:
+        from xrseg.stream.auth import CurveServerKeys
         from xrseg.stream.pubsub import EventPublisher
 
-        self.publisher = EventPublisher(endpoint)
+        keys = getattr(args, "publish_curve", None)
+        curve = None if keys is None else CurveServerKeys(keys[0], keys[1])
+        insecure = bool(getattr(args, "publish_insecure", False))
+        self.publisher = EventPublisher(args.publish, curve=curve, allow_insecure=insecure)
         self.stats = pipeline_stats
         self._last_stats_s = 0.0
 
@@ -225,7 +240,7 @@ def run_pipeline(
     if viewer is not None:
         source = viewer.interleave(source)  # key presses become LARGER / SMALLER / REJECT events
     if args.publish:
-        pipeline.sinks.append(_Publisher(args.publish, pipeline.stats))
+        pipeline.sinks.append(_Publisher(args, pipeline.stats))
     started = time.perf_counter()
     # disable=None: a progress bar on a terminal, nothing in logs; -q turns it off everywhere.
     quiet = True if getattr(args, "quiet", False) else None

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 EXIT_OK = 0
 EXIT_SHORT = 1
@@ -24,6 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--timeout", type=float, default=None, metavar="S", help="stop after S seconds (exit 1 if --count not met)"
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--curve",
+        nargs=2,
+        type=Path,
+        metavar=("CLIENT_SECRET", "SERVER_PUBLIC"),
+        help="CURVE: this subscriber's certificate with its secret key and the publisher's public key",
+    )
     parser.set_defaults(func=_listen)
 
 
@@ -69,6 +77,7 @@ def human_line(summary: dict[str, object]) -> str:
 
 def _listen(args: argparse.Namespace) -> int:
     from xrseg.errors import InputError
+    from xrseg.stream.auth import CurveClientKeys
     from xrseg.stream.events import TOPICS, event_summary
     from xrseg.stream.pubsub import EventSubscriber
 
@@ -78,7 +87,8 @@ def _listen(args: argparse.Namespace) -> int:
         raise InputError(f"--timeout must be > 0, got {args.timeout}")
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     received = 0
-    with EventSubscriber(args.endpoint, args.topics or TOPICS) as subscriber:
+    curve = None if args.curve is None else CurveClientKeys(args.curve[0], args.curve[1])
+    with EventSubscriber(args.endpoint, args.topics or TOPICS, curve=curve) as subscriber:
         while args.count is None or received < args.count:
             wait_ms = None if deadline is None else max(0, round((deadline - time.monotonic()) * 1000))
             event = subscriber.receive(wait_ms)
@@ -88,8 +98,9 @@ def _listen(args: argparse.Namespace) -> int:
             summary = event_summary(event)
             print(json.dumps(summary) if args.json else human_line(summary), flush=True)
         print(
-            f"received {received} event(s), {subscriber.dropped} dropped (sequence gaps), "
-            f"{subscriber.rejected} rejected",
+            f"received {received} event(s), {subscriber.dropped} dropped (sequence gaps since the first seen), "
+            f"{subscriber.before_first} published before the first seen, {subscriber.rejected} rejected, "
+            f"{subscriber.reconnects} reconnect(s)",
             file=sys.stderr,
         )
     if args.count is not None and received < args.count:

@@ -31,7 +31,7 @@ import zmq
 
 from xrseg import __version__
 from xrseg.errors import InputError, ProtocolError
-from xrseg.stream import sockets
+from xrseg.stream import auth, sockets
 from xrseg.stream.auth import CurveServerKeys, configure_server, start_authenticator
 from xrseg.stream.encoder_client import Encoder
 from xrseg.stream.encoder_wire import (
@@ -52,12 +52,9 @@ DEFAULT_ENCODER_ENDPOINT = "tcp://127.0.0.1:5561"
 
 
 def check_bind_security(bind: str, curve: CurveServerKeys | None, allow_insecure: bool) -> None:
-    """Refuse to serve on an address reachable from other machines without CURVE, unless explicitly allowed."""
-    if curve is None and not allow_insecure and not sockets.is_loopback(bind):
-        raise InputError(
-            f"refusing to serve embeddings on {bind} without CURVE keys: bind 127.0.0.1, give keys "
-            "(xrseg serve-encoder --make-keys DIR), or allow insecure access explicitly (--insecure)"
-        )
+    """Refuse to serve on an address reachable from other machines without CURVE and an allow-list of client
+    keys, unless explicitly allowed (:func:`xrseg.stream.auth.check_bind_security`)."""
+    auth.check_bind_security(bind, curve, allow_insecure, "serve embeddings")
 
 
 @dataclass
