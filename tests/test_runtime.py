@@ -109,7 +109,7 @@ def test_asynchronous_encoder_never_queues_frames(engine, session: Session) -> N
     assert stats.encodes >= 1
     assert stats.encodes + stats.frames_dropped_by_encoder <= stats.frames
     assert stats.selections + sum(stats.drops.values()) >= 1
-    known = {"no_keyframe", "already_selected", "no_fixation", "stale_keyframe", "prompt_miss"}
+    known = {"no_keyframe", "no_fixation", "stale_keyframe", "prompt_miss"}
     assert all(d.kind in known for d in recorder.drops)
 
 

@@ -155,6 +155,8 @@ class PipelineStats:
     triggers: int = 0
     selections: int = 0
     rejected: int = 0
+    confirmations: int = 0
+    """SELECT presses on a fixation already selected (by dwell): answered by the selection that exists."""
     encodes: int = 0
     frames_dropped_by_encoder: int = 0
     drops: Counter[str] = field(default_factory=Counter)
@@ -423,8 +425,11 @@ class Pipeline:
         fixation = trigger.fixation
         if self._last is not None and fixation.start_ns <= self._last.selection.fixation.end_ns:
             # A SELECT press during a fixation that dwell already selected confirms it: no second selection.
-            self._drop(
-                Drop(trigger.timestamp_ns, "already_selected", "this fixation is already selected", fixation)
+            self.stats.confirmations += 1
+            log.info(
+                "select at %.3f s confirms selection %d",
+                trigger.timestamp_ns / 1e9,
+                self._last.selection.selection_id,
             )
             return
         keyframe = self._keyframe(trigger, retry)  # None: dropped, or waiting for a keyframe

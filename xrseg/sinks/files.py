@@ -79,6 +79,7 @@ def summary_record(stats: PipelineStats, options: PipelineOptions, extra: dict[s
         "triggers": stats.triggers,
         "selections": stats.selections,
         "rejected": stats.rejected,
+        "confirmations": stats.confirmations,
         "encodes": stats.encodes,
         "frames_dropped_by_encoder": stats.frames_dropped_by_encoder,
         "drops": dict(stats.drops),
