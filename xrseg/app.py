@@ -33,6 +33,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("pipeline")
     group.add_argument("--out", type=Path, help="write selections (mask PNG + JSON), meshes and a summary here")
     group.add_argument(
+        "--overwrite", action="store_true", help="replace the outputs of an earlier run in --out (else refused)"
+    )
+    group.add_argument(
         "--dwell-ms", type=float, default=GazeOptions.dwell_ms, help="dwell time that selects (0: events only)"
     )
     group.add_argument("--fallback-depth-m", type=float, default=1.0, help="gaze distance when there is no depth")
@@ -204,7 +207,9 @@ def run_pipeline(
     from xrseg.fileio import write_json_atomic
     from xrseg.sam.embeddings import EmbeddingService, EncodeMode
     from xrseg.sinks.files import SelectionWriter, summary_record
+    from xrseg.sinks.outdir import prepare_out_dir
 
+    prepare_out_dir(args.out, bool(getattr(args, "overwrite", False)))  # before the model loads: fail fast
     options = pipeline_options(args, realtime)
     engine, encoder = make_engine_and_encoder(args)
     embeddings = EmbeddingService(encoder, EncodeMode.BACKGROUND if realtime else EncodeMode.ON_DEMAND)

@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--realtime", action="store_true", help=argparse.SUPPRESS)
     demo.add_argument("--speed", type=float, default=1.0, help=argparse.SUPPRESS)
     add_pipeline_arguments(demo)
-    demo.set_defaults(func=run_demo, out=Path("xrseg-demo"))
+    demo.set_defaults(func=run_demo, out=Path("xrseg-demo"), overwrite=True)  # the demo's own folder
 
 
 def run_replay(args: argparse.Namespace) -> int:

@@ -1,0 +1,53 @@
+"""The --out folder: another run is refused unless --overwrite; a killed run's temporary files are removed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xrseg.cli import main
+from xrseg.errors import InputError
+from xrseg.sinks.outdir import prepare_out_dir, remove_leftovers
+
+SCENES = Path(__file__).resolve().parents[1] / "scenes"
+
+
+def killed_run(out: Path) -> None:
+    """What a run killed with SIGKILL leaves: finished outputs beside temporary names."""
+    (out / "selections").mkdir(parents=True)
+    (out / "selections" / "0000.png").write_bytes(b"png")
+    (out / "selections" / ".0001.png.k2j3h4").write_bytes(b"half")
+    (out / "meshes" / ".object_00003.x8y9.tmp").mkdir(parents=True)
+    (out / "meshes" / ".object_00003.x8y9.tmp" / "object_00003.ply").write_bytes(b"ply")
+    (out / ".overlay.mp4.partial.mp4").write_bytes(b"mp4")
+    (out / ".summary.json.abc123").write_bytes(b"{")
+
+
+def test_leftovers_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    killed_run(tmp_path)
+    (tmp_path / ".mine").write_text("not ours")
+    (tmp_path / "notes.txt").write_text("not ours")
+    assert remove_leftovers(tmp_path) == 4
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == [".mine", "meshes", "notes.txt", "selections", "selections/0000.png"]
+
+
+def test_another_run_is_refused_unless_overwrite(tmp_path: Path) -> None:
+    killed_run(tmp_path)
+    (tmp_path / "notes.txt").write_text("not ours")
+    with pytest.raises(InputError, match=r"holds another run .*--overwrite"):
+        prepare_out_dir(tmp_path)
+    assert not (tmp_path / ".overlay.mp4.partial.mp4").exists()  # leftovers go even when refused
+    prepare_out_dir(tmp_path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    prepare_out_dir(tmp_path)  # nothing of a run left: accepted
+    prepare_out_dir(tmp_path / "new")
+
+
+def test_replay_refuses_an_earlier_run_before_loading_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "summary.json").write_text("{}")
+    assert main(["replay", str(SCENES / "tabletop-small"), "--out", str(tmp_path)]) == 2
+    assert "holds another run (summary.json)" in capsys.readouterr().err
