@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
 from pathlib import Path
 
 import cv2
@@ -115,3 +117,71 @@ def test_parse_camera_source() -> None:
     assert parse_camera_source(" 1 ") == ("device", 1)
     assert parse_camera_source("rtsp://10.0.0.2/stream") == ("url", "rtsp://10.0.0.2/stream")
     assert parse_camera_source("clip.mp4") == ("file", "clip.mp4")
+
+
+class _MJPEGStream:
+    """A real MJPEG-over-HTTP camera (multipart/x-mixed-replace, as IP cameras and phone apps serve it) at 10 fps;
+    frame ``i`` is grey level ``i`` so a test can tell which frame it got."""
+
+    def __init__(self) -> None:
+        import http.server
+        import socketserver
+        import time
+
+        stream = self
+        self.produced = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                start = time.monotonic()
+                try:
+                    for index in range(10_000):
+                        _, jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), index % 256, np.uint8))
+                        head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                        self.wfile.write(head + jpeg.tobytes() + b"\r\n")
+                        self.wfile.flush()
+                        stream.produced = index + 1
+                        time.sleep(max(0.0, start + (index + 1) * 0.1 - time.monotonic()))
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/stream.mjpg"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_stream_backlog_is_dropped_not_replayed() -> None:
+    import time
+
+    stream = _MJPEGStream()
+    try:
+        camera = CameraSource(stream.url)
+        camera.open()  # reads one frame, then the model would load: frames queue in the socket meanwhile
+        time.sleep(2.0)
+        produced_before = stream.produced
+        frames = []
+        for frame in camera:
+            frames.append(frame)
+            if len(frames) == 3:
+                break
+        camera.close()
+    finally:
+        stream.close()
+    assert camera.stats.backlog >= 1  # the queued frames were drained
+    # The first frame delivered is a fresh one, not the frame read at open() or the ones queued since.
+    assert int(frames[0].rgb[0, 0, 0]) >= produced_before - 2, (int(frames[0].rgb[0, 0, 0]), produced_before)
+    assert all(b.timestamp_ns > a.timestamp_ns for a, b in itertools.pairwise(frames))
