@@ -74,6 +74,7 @@ def test_the_headset_covers_a_camera_that_ran_out(tmp_path: Path) -> None:
     assert frames[0] - poses[0] < 100 * MS  # the camera started with the first pose
     assert poses[-1] - frames[-1] < 100 * MS  # and the headset stopped soon after the last frame
     assert headset.delivered < 10 * 90 + 10 * 120  # it did not play the whole 10 s script
+    assert set(source.frame_lag_ms) == {"mean", "max"} and source.frame_lag_ms["max"] > 0
 
 
 def test_duration_and_request_stop_end_the_iteration_normally(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ class _LiveSummary(Sink):
             "stopped": self.source.stop_reason or "the streams ended",
             "camera": {"captured": camera.captured, "dropped": camera.dropped, "backlog": camera.backlog},
             "live_items_dropped": self.source.dropped,
+            "frame_lag_ms": self.source.frame_lag_ms,
         }
 
 

@@ -182,6 +182,9 @@ class LiveSource:
         self._camera_end: tuple[int, int] | None = None  # (last frame time, give-up time) once the camera ended
         self.stop_reason = ""
         """Why the streams ended ("" while running)."""
+        self._lag_sum_ns = 0
+        self._lag_count = 0
+        self._lag_max_ns = 0
         self._buffer = ReorderBuffer(reorder_window_ns)
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
@@ -335,6 +338,21 @@ class LiveSource:
             self._threads.append(thread)
             thread.start()
 
+    def _measured(self, items: list[SourceItem]) -> Iterator[SourceItem]:
+        for item in items:
+            if isinstance(item, Frame):
+                lag_ns = now_ns() - item.timestamp_ns
+                self._lag_sum_ns += lag_ns
+                self._lag_count += 1
+                self._lag_max_ns = max(self._lag_max_ns, lag_ns)
+            yield item
+
+    @property
+    def frame_lag_ms(self) -> dict[str, float]:
+        """How long frames took from capture to the consumer: mean and max in ms (0 before any frame)."""
+        mean = self._lag_sum_ns / self._lag_count / 1e6 if self._lag_count else 0.0
+        return {"mean": round(mean, 1), "max": round(self._lag_max_ns / 1e6, 1)}
+
     def _check_stop(self, started_ns: int) -> None:
         """On the consumer's thread: a requested stop, the duration, or the camera-end grace running out."""
         if self._stop.is_set():
@@ -369,10 +387,10 @@ class LiveSource:
                         entry = None
                 if self._errors:
                     raise self._errors[0]
-                yield from self._buffer.pop_ready(now_ns())
+                yield from self._measured(self._buffer.pop_ready(now_ns()))
             if self._errors:
                 raise self._errors[0]
-            yield from self._buffer.flush()
+            yield from self._measured(self._buffer.flush())
         finally:
             self.close()
             if self.dropped:
