@@ -139,3 +139,12 @@ def test_select_long_after_a_fixation_gives_no_trigger() -> None:
     for i in range(40, 100):  # the tracker loses the eyes
         path.push(GazeSample(round(i * PERIOD_NS), GazeRay(np.zeros(3), direction(0, 0)), valid=False), None)
     assert path.on_select(InputEvent(round(100 * PERIOD_NS), EventKind.SELECT)) is None
+
+
+def test_select_answers_with_the_newest_sample_when_no_fixation_forms() -> None:
+    """10 Hz gaze sweeping 5 deg per sample never makes a fixation; a press still selects where it was."""
+    path = GazePath(GazeOptions(dwell_ms=0), history_ns=10**10)
+    for i in range(4):
+        path.push(sample_at(i * 100 * MS, 0.0, 5.0 * i), None)
+    trigger = path.on_select(InputEvent(320 * MS, EventKind.SELECT))
+    assert trigger is not None and trigger.fixation.sample_timestamps_ns == (300 * MS,)

@@ -205,6 +205,9 @@ def gen1(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 str(folder / "mps"),
                 "--out",
                 str(out),
+                "--select-at",
+                "0.15",
+                "0.3",
             ]
         )
         == 0
@@ -267,7 +270,9 @@ def test_gen1_imports_and_checks(gen1: Path, capsys: pytest.CaptureFixture[str])
     header = session.header
     assert session.frame_count == 8 and header.source == "imported" and not header.has_depth
     assert (header.camera.width_px, header.camera.height_px) == (704, 704) and not header.camera.has_distortion
-    assert len(session.gaze_samples()) == 4 and len(session.head_poses()) == 2  # MPS gaze, head held fixed
+    assert (
+        len(session.gaze_samples()) == 4 and len(session.head_poses()) == 12
+    )  # MPS gaze; head fixed at each frame and sample
     assert "head fixed" in header.description and "upright" in header.description
     # Frame conventions: the upright camera looks along the head's forward axis (-z), its image down is head -y.
     rotation = header.head_from_camera[:3, :3]
@@ -290,11 +295,13 @@ def test_gen1_gaze_lands_where_aria_projects_it(gen1: Path) -> None:
     assert np.abs(ours - expected).max() < 2.0
 
 
-def test_gen1_replays(gen1: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Gen 1's snippet has 4 MPS gaze samples, 100 ms apart, sweeping 20 degrees in 0.3 s: it holds no fixation
-    to select (docs/evaluation.md), but the replay runs on it end to end."""
-    assert main(["replay", str(gen1), "--out", str(tmp_path), "--no-video", "--dwell-ms", "100"]) == 0
+def test_gen1_replays_to_selections(gen1: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Gen 1's snippet has 4 MPS gaze samples, 100 ms apart, sweeping 20 degrees in 0.3 s: no fixation forms,
+    and each of the two presses selects from the newest gaze sample (xrseg.select.gaze_path)."""
+    assert main(["replay", str(gen1), "--out", str(tmp_path), "--no-video"]) == 0
     assert "no meshes: the session has no depth" in capsys.readouterr().out
+    selections = read_selections(tmp_path)
+    assert len(selections) == 2 and all(mask_holds_prompt(s) for s in selections)
 
 
 def test_gen2_imports_with_device_gaze_and_vio(gen2: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,8 +8,10 @@ saccades).
 
 A SELECT press selects from the gaze of the last ``click_window_ns``: the fixation in progress even before the
 detector has confirmed it (at least ``click_min_ns`` of it), else a fixation that ended within
-``click_tolerance_ns`` before the press (the eyes already left). Only when neither exists does a press give no
-trigger, and the pipeline drops it with that reason.
+``click_tolerance_ns`` before the press (the eyes already left), else the newest usable sample within that
+tolerance (a tracker too slow or a gaze too restless for any fixation: 10 Hz MPS gaze, smooth pursuit). Only
+when the tracker gave nothing usable in that time does a press give no trigger, and the pipeline drops it with
+that reason.
 """
 
 from __future__ import annotations
@@ -90,9 +92,13 @@ class GazePath:
         current = self.detector.in_progress(int(opts.click_min_ms * _MS))
         if current is not None:
             return Trigger(event.timestamp_ns, self._recent(current, event.timestamp_ns), "event")
+        tolerance_ns = int(opts.click_tolerance_ms * _MS)
         ended = self.detector.last_ended()
-        if ended is not None and 0 <= event.timestamp_ns - ended.end_ns <= opts.click_tolerance_ms * _MS:
+        if ended is not None and 0 <= event.timestamp_ns - ended.end_ns <= tolerance_ns:
             return Trigger(event.timestamp_ns, self._recent(ended, ended.end_ns), "event")
+        newest = self.history.newest_usable()
+        if newest is not None and abs(event.timestamp_ns - newest.timestamp_ns) <= tolerance_ns:
+            return Trigger(event.timestamp_ns, fixation_from_samples([newest]), "event")
         return None
 
     def _recent(self, fixation: Fixation, until_ns: int) -> Fixation:

@@ -40,6 +40,10 @@ class GazeHistory:
     def __len__(self) -> int:
         return len(self._samples)
 
+    def newest_usable(self) -> GazeSample | None:
+        """The newest stored sample that is usable, or None."""
+        return next((s for s in reversed(self._samples) if s.usable), None)
+
     def samples_for(self, fixation: Fixation) -> list[GazeSample]:
         """The stored samples whose timestamps are among ``fixation.sample_timestamps_ns`` (ascending)."""
         wanted = set(fixation.sample_timestamps_ns)

@@ -99,10 +99,10 @@ class ImportResult:
 
 
 def fixed_head_poses(timestamps_ns: list[int]) -> list[HeadPose]:
-    """Identity ``world_from_head`` at the first and last of ``timestamps_ns``: the head held still, so the
-    world frame is the head frame and every gaze sample is projected as if the head had not moved."""
-    ends = sorted({min(timestamps_ns), max(timestamps_ns)})
-    return [HeadPose(t, np.eye(4)) for t in ends]
+    """Identity ``world_from_head`` at each of ``timestamps_ns`` (the frames' and gaze samples'): the head held
+    still, so the world frame is the head frame and every gaze sample is projected as if the head had not moved.
+    A pose at every sample time, not just the ends, so a replay knows the pose whenever it needs it."""
+    return [HeadPose(t, np.eye(4)) for t in sorted(set(timestamps_ns))]
 
 
 def select_events(first_frame_ns: int, last_frame_ns: int, select_at_s: tuple[float, ...]) -> list[InputEvent]:

@@ -196,7 +196,8 @@ def import_neon(
     poses = read_head_poses(recording, start_ns - 100_000_000, end_ns + 100_000_000)
     pose_source = PoseSource.IMU_ROTATION
     if not poses:
-        poses, pose_source = fixed_head_poses([start_ns, end_ns]), PoseSource.FIXED
+        stamps = [t for _, t in frames] + [s.timestamp_ns for s in gaze]
+        poses, pose_source = fixed_head_poses(stamps), PoseSource.FIXED
     notes = (
         f"Pupil Labs Neon {folder.name}: scene camera {camera.width_px}x{camera.height_px} as recorded "
         f"(8 distortion coefficients), every {frame_step} frame(s)",
