@@ -272,7 +272,7 @@ def test_gen1_imports_and_checks(gen1: Path, capsys: pytest.CaptureFixture[str])
     assert (header.camera.width_px, header.camera.height_px) == (704, 704) and not header.camera.has_distortion
     assert (
         len(session.gaze_samples()) == 4 and len(session.head_poses()) == 12
-    )  # MPS gaze; head fixed at each frame and sample
+    )  # head fixed: a pose per frame and sample
     assert "head fixed" in header.description and "upright" in header.description
     # Frame conventions: the upright camera looks along the head's forward axis (-z), its image down is head -y.
     rotation = header.head_from_camera[:3, :3]
