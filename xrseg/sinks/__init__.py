@@ -1,0 +1,1 @@
+"""What consumes pipeline events: selection files, meshes, viewers and recordings."""
