@@ -11,22 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from xrseg.errors import InputError
-
-BUNDLED_RECIPES = Path(__file__).resolve().parents[2] / "scenes"
-"""Where the bundled recipes live in a source checkout."""
-
-
-def resolve_recipe(name: str) -> Path:
-    """A recipe path: ``name`` itself when it exists, else the bundled ``scenes/<name>.json``."""
-    path = Path(name)
-    if path.exists():
-        return path
-    bundled = BUNDLED_RECIPES / f"{name.removesuffix('.json')}.json"
-    if path.parent == Path(".") and bundled.is_file():
-        return bundled
-    known = ", ".join(sorted(p.stem for p in BUNDLED_RECIPES.glob("*.json"))) or "none"
-    raise InputError(f"recipe {name} does not exist (bundled recipes: {known})")
+from xrseg.tools.scenes.recipe import BUNDLED_RECIPES, resolve_recipe
 
 
 def _generate(args: argparse.Namespace) -> int:

@@ -96,8 +96,8 @@ def run_suite(
 ) -> list[SuiteRow]:
     """Generate and score every (recipe, seed, level) session; returns one row each. ``progress`` is called
     with a label after each session."""
-    from xrseg.commands.scene import resolve_recipe
     from xrseg.tools.scenes import generate_session, load_recipe
+    from xrseg.tools.scenes.recipe import resolve_recipe
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="xrseg-suite-") as tmp:

@@ -331,3 +331,19 @@ def _check_consistency(recipe: Recipe) -> None:
     fix_lo = recipe.scanpath.fixation_ms[0]
     if recipe.duration_s * 1000.0 < fix_lo:
         raise InputError(f"duration_s {recipe.duration_s} is shorter than one fixation ({fix_lo} ms)")
+
+
+BUNDLED_RECIPES = Path(__file__).resolve().parents[3] / "scenes"
+"""Where the bundled recipes live in a source checkout."""
+
+
+def resolve_recipe(name: str) -> Path:
+    """A recipe path: ``name`` itself when it exists, else the bundled ``scenes/<name>.json``."""
+    path = Path(name)
+    if path.exists():
+        return path
+    bundled = BUNDLED_RECIPES / f"{name.removesuffix('.json')}.json"
+    if path.parent == Path(".") and bundled.is_file():
+        return bundled
+    known = ", ".join(sorted(p.stem for p in BUNDLED_RECIPES.glob("*.json"))) or "none"
+    raise InputError(f"recipe {name} does not exist (bundled recipes: {known})")
