@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from xrseg.errors import InputError, SessionError
+from xrseg.select.candidates import CandidateOptions
 from xrseg.select.gaze_path import GazeOptions
 from xrseg.select.pipeline import Pipeline, PipelineOptions, PipelineStats, Sink
 from xrseg.sources.base import Source, SourceItem
@@ -44,6 +45,17 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
         "--sam-choice",
         action="store_true",
         help="choose masks by SAM's predicted IoU only (no depth-aware choice, no look-through correction)",
+    )
+    group.add_argument(
+        "--gaze-accuracy-deg",
+        type=float,
+        default=CandidateOptions.accuracy_deg,
+        help="the eye tracker's accuracy: how far from the gaze a target is searched for (default 2)",
+    )
+    group.add_argument(
+        "--no-cone-search",
+        action="store_true",
+        help="keep the mask under the gaze even when it is a support or most of the image",
     )
     group.add_argument(
         "--max-head-motion-deg",
@@ -87,6 +99,10 @@ def pipeline_options(args: argparse.Namespace, realtime: bool) -> PipelineOption
         fallback_depth_m=args.fallback_depth_m,
         max_points=args.max_points,
         depth_mask_choice=not getattr(args, "sam_choice", False),
+        cone_search=not getattr(args, "no_cone_search", False),
+        candidates=CandidateOptions(
+            accuracy_deg=getattr(args, "gaze_accuracy_deg", CandidateOptions.accuracy_deg)
+        ),
         realtime=realtime,
         max_keyframe_head_motion_deg=getattr(args, "max_head_motion_deg", 30.0),
         max_keyframe_age_ms=getattr(args, "max_keyframe_age_ms", 8000.0),

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from xrseg.errors import InputError
 from xrseg.lift.rays import ray_grid
 from xrseg.select.maskchoice import depth_edges
 from xrseg.types import CameraModel
@@ -69,6 +70,10 @@ class CandidateOptions:
     plane_stride_px: int = 6
     """Planes are fitted on every ``plane_stride_px``-th pixel in x and y."""
     min_proposal_px: int = 12
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.accuracy_deg) and 0 < self.accuracy_deg <= 20):
+            raise InputError(f"gaze accuracy must be in (0, 20] degrees, got {self.accuracy_deg}")
 
 
 @dataclass(frozen=True)
