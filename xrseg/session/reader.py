@@ -54,6 +54,8 @@ R = TypeVar("R")
 
 MAX_SMALL_JSON_BYTES = 1 << 20
 """Largest header.json or closed.json read (1 MiB; ours are under 2 kB)."""
+MAX_MESH_BYTES = 256 << 20
+"""Largest ground-truth mesh file read (256 MiB; the bundled ones are under 200 kB)."""
 
 
 def resolve_session_file(root: Path, relative: str, what: str) -> Path:
@@ -298,6 +300,10 @@ class Session:
         path = resolve_session_file(self.path, obj.mesh_file, "mesh file")
         if not path.is_file():
             raise SessionError(f"object {object_id} ({obj.name}): mesh file {obj.mesh_file} is missing")
+        if path.stat().st_size > MAX_MESH_BYTES:
+            raise SessionError(
+                f"object {object_id} ({obj.name}): mesh file {obj.mesh_file} is over {MAX_MESH_BYTES >> 20} MiB"
+            )
         mesh = o3d.io.read_triangle_mesh(path)
         if len(mesh.triangles) == 0:
             raise SessionError(f"object {object_id} ({obj.name}): mesh file {obj.mesh_file} has no triangles")
