@@ -7,6 +7,10 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xrseg.stream.protocol import Limits
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,9 +30,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without CURVE")
     parser.add_argument("--max-requests", type=int, default=None, help="exit after N requests")
     parser.add_argument(
+        "--max-request-mib",
+        type=float,
+        default=96.0,
+        help="largest request accepted in MiB (default 96; also caps each frame): bounds memory, docs/protocol.md",
+    )
+    parser.add_argument(
+        "--max-queued-per-client",
+        type=int,
+        default=1,
+        help="complete requests a client may have waiting before the server stops reading it (default 1)",
+    )
+    parser.add_argument(
         "--make-keys", type=Path, metavar="DIR", help="write server and client CURVE certificates to DIR and exit"
     )
     parser.set_defaults(func=_serve)
+
+
+def request_limits(max_request_mib: float) -> Limits:
+    """Wire limits for a server that accepts requests of at most ``max_request_mib`` MiB (InputError if <= 0)."""
+    from xrseg.errors import InputError
+    from xrseg.stream.protocol import DEFAULT_LIMITS, Limits
+
+    if not max_request_mib > 0:
+        raise InputError(f"--max-request-mib must be > 0, got {max_request_mib}")
+    total = int(max_request_mib * 2**20)
+    return Limits(max_payload_bytes=min(DEFAULT_LIMITS.max_payload_bytes, total), max_total_bytes=total)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -51,6 +78,9 @@ def _serve(args: argparse.Namespace) -> int:
     from xrseg.stream.encoder_server import EncoderServer, check_bind_security
 
     check_bind_security(args.bind, curve, args.insecure)  # before spending seconds on loading the model
+    limits = request_limits(args.max_request_mib)
+    if args.max_queued_per_client < 1:
+        raise InputError(f"--max-queued-per-client must be >= 1, got {args.max_queued_per_client}")
 
     engine = SamEngine.from_cache(providers=args.providers, threads=args.threads)
     stop = threading.Event()
@@ -60,7 +90,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    with EncoderServer(engine, args.bind, curve=curve, allow_insecure=args.insecure) as server:
+    server = EncoderServer(
+        engine,
+        args.bind,
+        limits=limits,
+        curve=curve,
+        allow_insecure=args.insecure,
+        max_queued_per_client=args.max_queued_per_client,
+    )
+    with server:
         print(f"listening on {server.endpoint}", flush=True)
         server.serve(stop, max_requests=args.max_requests)
         stats = server.stats.as_dict()
