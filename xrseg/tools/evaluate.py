@@ -4,11 +4,14 @@ The session is replayed through the same pipeline as ``xrseg replay`` (selection
 export), then each selection is scored against the session's ground truth:
 
 - *target*: the scripted fixation (``FixationTarget``) that overlaps the selection's fixation the most;
-- *selected object*: the ground-truth object whose instance mask, on the selection's keyframe, has the highest
-  IoU with the selected mask (0 = background);
-- *first-try selection accuracy*: over targets that got a selection, the share whose first selection picked
-  the target object; *coverage*: the share of targets that got a selection at all;
-- *mask IoU*: of each first-try mask against the target object's ground-truth mask on that keyframe;
+- *picked object*: the ground-truth id holding most of the selected mask's pixels, background (0) included
+  (:mod:`xrseg.tools.scoring`);
+- *clicks*: the scripted fixations with a SELECT event inside; *selection accuracy*: the share of all clicks
+  whose first selection picked the target object (a click that selected nothing is a miss); *coverage*: the
+  share of clicks that got a selection at all;
+- *mask IoU*: of each right first pick against the target object's ground-truth mask on that keyframe
+  (``mean_mask_iou_all_picks``: over every first pick);
+- *fixation recall* and *detection lag*: detected fixations against the scripted ones;
 - *gaze-to-pixel angular error*: the angle, seen from the keyframe camera, between the prompt's gaze pixel and
   the projection of the target's true 3D point; also computed with the depth image ignored and a fixed 1 m
   gaze distance, to show what depth-aware reprojection buys (split by target distance below/above 1 m);
@@ -40,10 +43,11 @@ from xrseg.geometry import PoseTrack, angle_between_deg, invert_transform, proje
 from xrseg.masks import mask_iou
 from xrseg.select.pipeline import Sink
 from xrseg.select.prompter import Prompt, Prompter, evenly_spaced
+from xrseg.session.format import FixationTarget
 from xrseg.session.reader import Session
 from xrseg.sources.replay import ReplaySource
 from xrseg.tools.scoring import best_target, clicked_targets, fixation_recall, picked_object
-from xrseg.types import CameraModel, Fixation, Frame, Selection, Transform
+from xrseg.types import CameraModel, Fixation, Frame, InputEvent, Selection, Transform
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +236,8 @@ def _mesh_scores(
 
 
 def evaluate_session(path: Path, args: argparse.Namespace, realtime: bool = False) -> dict[str, Any]:
-    """Replay ``path`` and score it (see the module docstring); returns a JSON-ready report.
+    """Replay ``path`` and score it (see the module docstring); returns a JSON-ready report. ``args`` (the
+    pipeline options of the command line) is not changed.
 
     ``realtime``: the live path instead of the deterministic replay: items paced at wall-clock speed and
     keyframes encoded by the background encoder at this machine's real speed (results vary run to run)."""
@@ -241,45 +246,53 @@ def evaluate_session(path: Path, args: argparse.Namespace, realtime: bool = Fals
         raise SessionError(f"{path} has no ground truth (instance ids and fixation targets) to evaluate against")
     collector = _Collector()
     with tempfile.TemporaryDirectory(prefix="xrseg-eval-") as tmp:
-        if args.out is None:
-            args.out = Path(tmp)
+        run_args = argparse.Namespace(**vars(args))
+        run_args.out = args.out if args.out is not None else Path(tmp)
         result: RunResult = run_pipeline(
             ReplaySource(session, realtime=realtime),
             session.header.camera,
             session.header.head_from_camera,
-            args,
+            run_args,
             realtime=realtime,
             session_path=Path(path),
             extra_sinks=[collector],
         )
-        options = pipeline_options(args, realtime=False)
+        options = pipeline_options(run_args, realtime=False)
         scorer = _Scorer(session, options.fallback_depth_m, options.max_prompt_samples)
-        scores = [
-            scorer.score(selection, world_from_camera)
-            for selection_id, (selection, world_from_camera) in sorted(collector.selections.items())
-        ]
-        first: dict[int, SelectionScore] = {}
-        for score in sorted(scores, key=lambda s: s.timestamp_ns):
-            if score.target_index is not None:
-                first.setdefault(score.target_index, score)
-        objects = result.summary.get("objects", [])
+        scores = [scorer.score(selection, pose) for _, (selection, pose) in sorted(collector.selections.items())]
         by_id = {s.selection_id: s for s in scores}
-        meshes = _mesh_scores(session, scorer, objects, result.out_dir or Path(tmp), by_id)
-    clicks = clicked_targets(scorer.targets, session.events())
+        meshes = _mesh_scores(session, scorer, result.summary.get("objects", []), run_args.out, by_id)
+    report = {"session": str(path), "targets": len(scorer.targets)}
+    report |= _click_scores(scorer.targets, session.events(), scores, collector.fixations)
+    report |= _gaze_errors(scores)
+    summary = result.summary
+    return report | {
+        "selections": len(scores),
+        "gaze_to_mask_ms": summary["gaze_to_mask_ms"],
+        "encode_ms": summary["encode_ms"],
+        "fixations": summary["fixations"],
+        "drops": summary["drops"],
+        "meshes": meshes,
+        "per_selection": [s.__dict__ for s in scores],
+    }
+
+
+def _click_scores(
+    targets: list[FixationTarget],
+    events: list[InputEvent],
+    scores: list[SelectionScore],
+    fixations: list[Fixation],
+) -> dict[str, Any]:
+    """Right first picks over all clicks, coverage, IoU of the right picks, fixation recall and lag."""
+    first: dict[int, SelectionScore] = {}
+    for score in sorted(scores, key=lambda s: s.timestamp_ns):
+        if score.target_index is not None:
+            first.setdefault(score.target_index, score)
+    clicks = clicked_targets(targets, events)
     answered = [first[i] for i in clicks if i in first]
     right = [s for s in answered if s.correct]
-    recall = fixation_recall(scorer.targets, collector.fixations)
-    near = [s for s in scores if s.target_distance_m is not None and s.target_distance_m < NEAR_M]
-    far = [s for s in scores if s.target_distance_m is not None and s.target_distance_m >= NEAR_M]
-
-    def errors(group: list[SelectionScore], fixed: bool) -> dict[str, float | int | None]:
-        values = [s.angular_error_fixed_1m_deg if fixed else s.angular_error_deg for s in group]
-        return _stats([v for v in values if v is not None])
-
-    summary = result.summary
+    recall = fixation_recall(targets, fixations)
     return {
-        "session": str(path),
-        "targets": len(scorer.targets),
         "clicks": len(clicks),
         "clicks_selected": len(answered),
         "clicks_right": len(right),
@@ -290,15 +303,21 @@ def evaluate_session(path: Path, args: argparse.Namespace, realtime: bool = Fals
         "fixation_recall": recall.recall,
         "fixations_detected": recall.detected,
         "detection_lag_ms": _stats(list(recall.lags_ms)),
-        "selections": len(scores),
+    }
+
+
+def _gaze_errors(scores: list[SelectionScore]) -> dict[str, Any]:
+    """Gaze-to-target angles with depth and at a fixed 1 m, overall and split at ``NEAR_M``."""
+    near = [s for s in scores if s.target_distance_m is not None and s.target_distance_m < NEAR_M]
+    far = [s for s in scores if s.target_distance_m is not None and s.target_distance_m >= NEAR_M]
+
+    def errors(group: list[SelectionScore], fixed: bool) -> dict[str, float | int | None]:
+        values = [s.angular_error_fixed_1m_deg if fixed else s.angular_error_deg for s in group]
+        return _stats([v for v in values if v is not None])
+
+    return {
         "angular_error_deg": errors(scores, fixed=False),
         "angular_error_fixed_1m_deg": errors(scores, fixed=True),
         "near_lt_1m": {"depth_aware_deg": errors(near, False), "fixed_1m_deg": errors(near, True)},
         "far_ge_1m": {"depth_aware_deg": errors(far, False), "fixed_1m_deg": errors(far, True)},
-        "gaze_to_mask_ms": summary["gaze_to_mask_ms"],
-        "encode_ms": summary["encode_ms"],
-        "fixations": summary["fixations"],
-        "drops": summary["drops"],
-        "meshes": meshes,
-        "per_selection": [s.__dict__ for s in scores],
     }
