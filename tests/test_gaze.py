@@ -14,8 +14,8 @@ from xrseg.errors import InputError
 from xrseg.geometry import angle_between_deg
 from xrseg.select.filters import OneEuroFilter
 from xrseg.select.fixations import FixationDetector, IDTDetector, IVTDetector, dispersion_deg
-from xrseg.select.triggers import DwellTrigger, EventTrigger, GazeHistory, Trigger
-from xrseg.types import EventKind, Fixation, GazeRay, GazeSample, InputEvent
+from xrseg.select.triggers import DwellTrigger, GazeHistory, Trigger
+from xrseg.types import Fixation, GazeRay, GazeSample
 
 RATE_HZ = 120
 PERIOD_NS = 1_000_000_000 / RATE_HZ
@@ -267,26 +267,6 @@ def test_dwell_longer_than_the_fixations_never_fires() -> None:
         detector.push(s)
         fired += dwell.update(detector.current()) is not None
     assert fired == 0
-
-
-def test_event_trigger_uses_current_then_recent_fixation() -> None:
-    stream = three_fixations()
-    detector = IVTDetector()
-    trigger = EventTrigger(tolerance_ns=300 * MS)
-    for s in stream.samples[:30]:
-        detector.push(s)
-    during = trigger.on_event(InputEvent(round(29 * PERIOD_NS), EventKind.SELECT), detector.current(), None)
-    assert during is not None and during.reason == "event" and during.fixation.start_ns == 0
-    for s in stream.samples[30:40]:  # into the saccade
-        detector.push(s)
-    assert detector.current() is None
-    event = InputEvent(round(39 * PERIOD_NS), EventKind.SELECT)
-    after = trigger.on_event(event, detector.current(), detector.last_ended())
-    assert after is not None and after.fixation.start_ns == 0 and after.timestamp_ns == event.timestamp_ns
-    late = InputEvent(stream.truth_ns[0][1] + 301 * MS, EventKind.SELECT)
-    assert trigger.on_event(late, None, detector.last_ended()) is None
-    reject = InputEvent(round(39 * PERIOD_NS), EventKind.REJECT)
-    assert trigger.on_event(reject, detector.current(), detector.last_ended()) is None
 
 
 def test_gaze_history_returns_a_fixations_samples() -> None:

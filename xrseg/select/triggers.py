@@ -7,8 +7,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-from xrseg.errors import check_non_negative, check_positive
-from xrseg.types import EventKind, Fixation, GazeSample, InputEvent
+from xrseg.errors import check_positive
+from xrseg.types import Fixation, GazeSample
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +66,9 @@ class Trigger:
 class DwellTrigger:
     """Fires once per fixation when the fixation in progress has lasted ``dwell_ns`` (default 500 ms).
 
-    Call :meth:`update` after every pushed sample with the detector's :meth:`~IVTDetector.current`. A fixation
-    counts as the one that already fired while its time span overlaps the fired one (the detector may extend
-    or merge the fixation in progress, which moves its start but not past the fired one's).
+    Call :meth:`update` after every pushed sample with the detector's ``current()`` fixation. A fixation counts
+    as the one that already fired while its time span overlaps the fired one (the detector may extend or merge
+    the fixation in progress, which moves its start but not past the fired one's).
     """
 
     def __init__(self, dwell_ns: int = 500 * _MS) -> None:
@@ -90,29 +90,3 @@ class DwellTrigger:
 
     def reset(self) -> None:
         self._fired_end_ns = None
-
-
-class EventTrigger:
-    """Fires on an explicit SELECT event (button, pinch, key) with the fixation being looked at.
-
-    The fixation in progress wins; without one (the eyes are moving, or the detector has not yet classified
-    the latest samples) the latest fixation that ended at most ``tolerance_ns`` (default 300 ms) before the
-    event is used. Other event kinds, or no suitable fixation, give None.
-    """
-
-    def __init__(self, tolerance_ns: int = 300 * _MS) -> None:
-        check_non_negative("tolerance_ns", tolerance_ns)
-        self.tolerance_ns = int(tolerance_ns)
-
-    def on_event(self, event: InputEvent, current: Fixation | None, last_ended: Fixation | None) -> Trigger | None:
-        if event.kind is not EventKind.SELECT:
-            return None
-        if current is not None:
-            return Trigger(timestamp_ns=event.timestamp_ns, fixation=current, reason="event")
-        if (
-            last_ended is not None
-            and -self.tolerance_ns <= event.timestamp_ns - last_ended.end_ns <= self.tolerance_ns
-        ):
-            return Trigger(timestamp_ns=event.timestamp_ns, fixation=last_ended, reason="event")
-        logger.debug("select event at %d ns: no fixation to select", event.timestamp_ns)
-        return None
