@@ -181,6 +181,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     if config.lift:
         from xrseg.tools.bench_lift import (
             bench_extract_and_export,
+            bench_keyframe_analysis,
             bench_lift,
             bench_mask_choice,
             bench_tsdf_integrate,
@@ -191,12 +192,15 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         tsdf = percentiles(bench_tsdf_integrate())
         export = percentiles(bench_extract_and_export())
         choice = percentiles(bench_mask_choice())
+        analysis = percentiles(bench_keyframe_analysis())
         report["mask_choice_ms"] = choice["p50"]
+        report["keyframe_analysis_ms"] = analysis["p50"]
         report["lift_ms"] = lift["p50"]
         report["tsdf_integrate_ms"] = tsdf["p50"]
         report["extract_export_ms"] = export["p50"]
         report["lifting"] = {
             "mask_choice_ms": choice,
+            "keyframe_analysis_ms": analysis,
             "lift_ms": lift,
             "tsdf_integrate_ms": tsdf,
             "extract_export_ms": export,
@@ -243,6 +247,7 @@ def format_report(report: dict[str, Any]) -> str:
             )
     for key, label in (
         ("mask_choice_ms", "depth-aware mask choice"),
+        ("keyframe_analysis_ms", "cone search: keyframe analysis"),
         ("lift_ms", "lift mask to points"),
         ("tsdf_integrate_ms", "TSDF integrate"),
         ("extract_export_ms", "mesh extract + PLY/OBJ/GLB"),

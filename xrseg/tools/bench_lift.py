@@ -140,6 +140,17 @@ def bench_mask_choice(iterations: int = 50) -> list[float]:
     return _timed(choose, iterations)
 
 
+def bench_keyframe_analysis(iterations: int = 8) -> list[float]:
+    """Milliseconds per cone-search keyframe analysis (:func:`xrseg.select.candidates.analyse_keyframe`:
+    support planes, depth edges, object proposals) of the 640x480 benchmark frame: it runs once per keyframe,
+    and only when a selection needs the cone search."""
+    from xrseg.select.candidates import analyse_keyframe
+
+    view = _views(1)[0]
+    up_camera = np.asarray(view.world_from_camera)[:3, :3].T @ np.array([0.0, 1.0, 0.0])
+    return _timed(lambda: analyse_keyframe(view.view.depth_m, view.camera, 0.04, up_camera=up_camera), iterations)
+
+
 def bench_tsdf_integrate(iterations: int = 12) -> list[float]:
     """Milliseconds per :meth:`ObjectFusion.integrate` of the sphere's masked depth, one view per iteration
     around the sphere (4 mm voxels)."""
