@@ -69,7 +69,7 @@ class EncoderStats:
     encoded: int
     """Frames encoded so far."""
     dropped: int
-    """Frames replaced in the mailbox before the worker took them (background mode)."""
+    """Frames replaced in the mailbox before the worker took them and never encoded (background mode)."""
     encode_ms: tuple[float, ...]
     """Duration of each encode, in order."""
 
@@ -94,6 +94,7 @@ class EmbeddingService:
         self._closing = False
         self._encoded = 0
         self._dropped = 0
+        self._recently_dropped: OrderedDict[int, None] = OrderedDict()  # frame indices, bounded
         self._encode_ms: list[float] = []
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -141,6 +142,9 @@ class EmbeddingService:
             self._cache[frame.index] = keyframe
             while len(self._cache) > self._keep:
                 self._cache.popitem(last=False)
+            if frame.index in self._recently_dropped:  # dropped from the mailbox earlier, encoded after all
+                del self._recently_dropped[frame.index]
+                self._dropped -= 1
             self._encoded += 1
             self._encode_ms.append(elapsed_ms)
             self._cond.notify_all()
@@ -156,9 +160,27 @@ class EmbeddingService:
             if self._closing or self._error is not None:
                 return
             if self._mailbox is not None:
-                self._dropped += 1
+                self._count_drop(self._mailbox)
             self._mailbox = frame
             self._cond.notify_all()
+
+    def encode_soon(self, frame: Frame, timeout_s: float) -> Keyframe | None:
+        """Encode ``frame`` now and wait for it: on the worker in background mode (for when the stream is
+        over and nothing waits on the gaze path), on this thread on demand. None after ``timeout_s``."""
+        if self.mode is EncodeMode.ON_DEMAND:
+            return self.embedding_for(frame)
+        cached = self.cached(frame.index)
+        if cached is not None:
+            return cached
+        self.submit(frame)
+        self.wait_idle(timeout_s)
+        return self.cached(frame.index)
+
+    def _count_drop(self, frame: Frame) -> None:
+        self._dropped += 1
+        self._recently_dropped[frame.index] = None
+        while len(self._recently_dropped) > 256:
+            self._recently_dropped.popitem(last=False)
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until the mailbox is empty and no encode is running; False after ``timeout_s``."""
@@ -199,8 +221,8 @@ class EmbeddingService:
         with self._cond:
             self._closing = True
             if self._mailbox is not None:
+                self._count_drop(self._mailbox)
                 self._mailbox = None
-                self._dropped += 1
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=timeout_s)

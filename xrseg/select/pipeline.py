@@ -60,6 +60,8 @@ from xrseg.types import (
 log = logging.getLogger(__name__)
 
 _MS = 1_000_000
+_FINAL_ENCODES = 4
+"""At the end of a stream, at most this many waiting triggers get their own keyframe encoded."""
 
 
 @dataclass(frozen=True)
@@ -252,12 +254,20 @@ class Pipeline:
             self._fixation_done(fixation)
 
     def close(self) -> None:
-        """Finish waiting triggers with the keyframe being encoded, stop the encoder, close the sinks.
+        """Finish waiting triggers, stop the encoder, close the sinks.
 
-        Raises :class:`~xrseg.errors.ModelError` when the background encoder failed (after the sinks closed)."""
+        Triggers still waiting for a keyframe get the one being encoded, else (the stream is over, nothing
+        waits on the gaze path any more) the frame at their own time encoded now, at most
+        ``_FINAL_ENCODES`` of them. Raises :class:`~xrseg.errors.ModelError` when the background encoder
+        failed (after the sinks closed)."""
         try:
             if self._pending and self.embeddings.wait_idle(timeout_s=30.0):
                 self._new_keyframes()
+            self._retry_pending(final=False)
+            for trigger in list(self._pending)[:_FINAL_ENCODES]:
+                frame = self._frame_at(trigger.timestamp_ns)
+                if frame is not None and not self.embeddings.failed:
+                    self.embeddings.encode_soon(frame, timeout_s=30.0)
             self._retry_pending(final=True)
         finally:
             try:
@@ -286,6 +296,13 @@ class Pipeline:
         for sink in self.sinks:
             sink.on_frame(frame, world_from_camera)
         self._retry_pending(final=False, now_ns=frame.timestamp_ns)
+
+    def _frame_at(self, timestamp_ns: int) -> Frame | None:
+        """The newest frame in the history at or before ``timestamp_ns`` (else the oldest one), or None."""
+        times = [f.timestamp_ns for f in self._frames]
+        if not times:
+            return None
+        return self._frames[max(0, bisect_right(times, timestamp_ns) - 1)]
 
     def _new_keyframes(self) -> None:
         """Tell the sinks about keyframes the background encoder finished since the last call."""
