@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from xrseg.cli import main
+from xrseg.masks import mask_iou
 from xrseg.select.pipeline import Drop, Pipeline, PipelineOptions, Sink
 from xrseg.session.reader import Session
 from xrseg.sources.replay import ReplaySource
@@ -95,11 +96,20 @@ def test_events_step_and_reject_the_latest_selection(engine, session: Session) -
     assert pipeline.stats.rejected == 1
     expected_negatives = 0 if first.point_world_m is None else 1
     assert len(pipeline.negatives_world_m) == expected_negatives
+    # REJECT offers the runner-up for the same gaze: another object (mask overlapping the rejected one by at
+    # most half), as a new selection; a second REJECT offers the next one, clear of both.
+    (offered,) = [s for s in recorder.selections if s.mask_choice == "runner_up"]
+    assert offered.selection_id != first.selection_id and offered.fixation == first.fixation
+    assert mask_iou(offered.mask, first.mask) <= 0.5
+    pipeline.push(InputEvent(now + 3, EventKind.REJECT))
+    assert [r.selection_id for r in recorder.rejected] == [first.selection_id, offered.selection_id]
+    for again in [s for s in recorder.selections if s.mask_choice == "runner_up"][1:]:
+        assert mask_iou(again.mask, first.mask) <= 0.5 and mask_iou(again.mask, offered.mask) <= 0.5
     for item in items:
         pipeline.push(item)
     pipeline.finish()
     pipeline.close()
-    later = [s for s in recorder.selections if s.selection_id != first.selection_id]
+    later = [s for s in recorder.selections if s.fixation.start_ns > first.fixation.end_ns]
     assert later, "selection goes on after a reject"
 
 
