@@ -242,6 +242,24 @@ def proposal_points(
     return [(x, y) for _, x, y in found[: options.max_proposals]]
 
 
+def _within_outline(mask: npt.NDArray[np.bool_], gaze_xy: tuple[float, float]) -> bool:
+    """Whether the (x, y) pixel lies on HxW bool ``mask`` or in one of its holes (a torus's, a handle's: the
+    gaze through a hole is on the object, :func:`xrseg.select.maskchoice.look_through_point`)."""
+    gx, gy = round(gaze_xy[0]), round(gaze_xy[1])
+    height, width = mask.shape
+    if not (0 <= gx < width and 0 <= gy < height):
+        return False
+    if mask[gy, gx]:
+        return True
+    ys, xs = np.nonzero(mask)
+    if not (xs.min() < gx < xs.max() and ys.min() < gy < ys.max()):
+        return False
+    crop = mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.uint8)
+    contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    point = (float(gx - xs.min()), float(gy - ys.min()))
+    return any(cv2.pointPolygonTest(c, point, False) >= 0 for c in contours)
+
+
 def score_mask(
     mask: npt.NDArray[np.bool_],
     sam_score: float,
@@ -256,9 +274,7 @@ def score_mask(
         return CandidateScore(math.inf, 0.0, 0.0, -math.inf, False)
     area_share = area / mask.size
     support_share = 0.0 if scene.support is None else int(np.count_nonzero(mask & scene.support)) / area
-    gx, gy = round(gaze_xy[0]), round(gaze_xy[1])
-    height, width = mask.shape
-    if 0 <= gx < width and 0 <= gy < height and mask[gy, gx]:
+    if _within_outline(mask, gaze_xy):
         distance_px = 0.0
     else:
         ys, xs = np.nonzero(mask)
