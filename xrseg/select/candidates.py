@@ -70,6 +70,11 @@ class CandidateOptions:
     plane_stride_px: int = 6
     """Planes are fitted on every ``plane_stride_px``-th pixel in x and y."""
     min_proposal_px: int = 12
+    floor_contact_m: float = 0.06
+    furniture_height_m: float = 0.45
+    carried_tolerance_m: float = 0.03
+    """Furniture (:func:`is_furniture`): resting on the floor within ``floor_contact_m``, carrying something whose
+    points reach at least ``carried_tolerance_m`` below its top."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.accuracy_deg) and 0 < self.accuracy_deg <= 20):
@@ -84,6 +89,12 @@ class KeyframeScene:
     support: npt.NDArray[np.bool_] | None
     proposals: npt.NDArray[np.int32] | None
     edges: npt.NDArray[np.bool_] | None
+    points_m: npt.NDArray[np.float32] | None = None
+    """HxWx3 float32 camera-frame point of each pixel (NaN without depth)."""
+    up_camera: npt.NDArray[np.float64] | None = None
+    """The world's up direction in camera coordinates, when the keyframe's pose is known."""
+    floor_height_m: float | None = None
+    """Height of the lowest horizontal support (the floor, or the table when no floor is seen)."""
 
 
 @dataclass(frozen=True)
@@ -123,8 +134,14 @@ def _is_support(
     """A horizontal plane (table, floor) this wide, or any plane as wide as a wall."""
     if up_camera is None:
         return extent_m >= options.min_support_extent_m
-    horizontal = abs(float(normal @ up_camera)) >= math.cos(math.radians(options.horizontal_tolerance_deg))
+    horizontal = _is_horizontal(normal, up_camera, options)
     return extent_m >= (options.min_support_extent_m if horizontal else options.min_wall_extent_m)
+
+
+def _is_horizontal(
+    normal: npt.NDArray[np.float64], up: npt.NDArray[np.float64], options: CandidateOptions
+) -> bool:
+    return abs(float(normal @ up)) >= math.cos(math.radians(options.horizontal_tolerance_deg))
 
 
 def support_planes(
@@ -132,8 +149,9 @@ def support_planes(
     camera: CameraModel,
     options: CandidateOptions = CandidateOptions(),
     up_camera: npt.ArrayLike | None = None,
-) -> npt.NDArray[np.bool_]:
-    """HxW bool: pixels on the keyframe's supports: tables, floors and walls.
+) -> tuple[npt.NDArray[np.bool_], float | None]:
+    """HxW bool: pixels on the keyframe's supports: tables, floors and walls; and the height along
+    ``up_camera`` of the lowest horizontal one (None without ``up_camera`` or without a horizontal support).
 
     Planes are found by RANSAC (Open3D) on every ``plane_stride_px``-th pixel, largest first, at most
     ``max_planes``. Of each plane only its connected regions of at least ``min_region_share`` of the image
@@ -146,12 +164,13 @@ def support_planes(
 
     up = None if up_camera is None else np.asarray(up_camera, dtype=np.float64)
     points = _points_camera(depth_m, camera)
+    floor: list[float] = []
     stride = options.plane_stride_px
     remaining = points[::stride, ::stride].reshape(-1, 3)
     remaining = remaining[np.all(np.isfinite(remaining), axis=1)].astype(np.float64)
     support = np.zeros(depth_m.shape, dtype=bool)
     if len(remaining) < 100:
-        return support
+        return support, None
     flat = points.reshape(-1, 3)
     tolerance = np.maximum(options.plane_distance_m, options.plane_relative_distance * flat[:, 2])
     min_region_px = options.min_region_share * depth_m.size
@@ -177,7 +196,9 @@ def support_planes(
         region = np.isin(labels, big)
         if _is_support(normal, _region_extent_m(points[region]), up, options):
             support |= region
-    return support
+            if up is not None and _is_horizontal(normal, up, options):
+                floor.append(float(np.nanmedian(points[region] @ up)))
+    return support, (min(floor) if floor else None)
 
 
 def object_proposals(
@@ -205,8 +226,44 @@ def analyse_keyframe(
     if depth_m is None or depth_m.shape != (camera.height_px, camera.width_px) or not np.any(depth_m > 0):
         return KeyframeScene(None, None, None)
     edges = depth_edges(depth_m, edge_jump)
-    support = support_planes(depth_m, camera, options, up_camera)
-    return KeyframeScene(support, object_proposals(support, edges, options.min_proposal_px), edges)
+    support, floor_height_m = support_planes(depth_m, camera, options, up_camera)
+    proposals = object_proposals(support, edges, options.min_proposal_px)
+    up = None if up_camera is None else np.asarray(up_camera, dtype=np.float64)
+    return KeyframeScene(support, proposals, edges, _points_camera(depth_m, camera), up, floor_height_m)
+
+
+def is_furniture(mask: npt.NDArray[np.bool_], scene: KeyframeScene, options: CandidateOptions) -> bool:
+    """Whether HxW bool ``mask`` is furniture carrying something: a stand, a shelf, a chair with a cup on it. It
+    stands on the floor (its lowest points within ``floor_contact_m`` of it) or is at least ``furniture_height_m``
+    tall where it is seen (its foot may be hidden), and pixels just outside it, joined to it
+    without a depth edge and off the supports, lie at or above its top and over its footprint (an object resting
+    on it, not a neighbour beside it)."""
+    points, up, floor = scene.points_m, scene.up_camera, scene.floor_height_m
+    if points is None or up is None or floor is None or scene.edges is None or scene.support is None:
+        return False
+    inside = points[mask]
+    inside = inside[np.all(np.isfinite(inside), axis=1)]
+    if len(inside) < options.min_proposal_px:
+        return False
+    heights = inside @ up
+    bottom, top = np.percentile(heights, [5, 95])
+    if bottom - floor > options.floor_contact_m and top - bottom < options.furniture_height_m:
+        return False
+    ring = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~mask
+    ring &= ~scene.edges & ~scene.support
+    outside = points[ring]
+    outside = outside[np.all(np.isfinite(outside), axis=1)]
+    outside = outside[outside @ up >= top - options.carried_tolerance_m]
+    if len(outside) < options.min_proposal_px:
+        return False
+    axis_u = np.cross(up, [1.0, 0.0, 0.0] if abs(up[0]) < 0.9 else [0.0, 0.0, 1.0])
+    axis_u /= np.linalg.norm(axis_u)
+    axis_v = np.cross(up, axis_u)
+    foot = inside @ np.column_stack([axis_u, axis_v])
+    lo, hi = np.percentile(foot, 5, axis=0), np.percentile(foot, 95, axis=0)
+    over = outside @ np.column_stack([axis_u, axis_v])
+    on_top = np.all((over >= lo) & (over <= hi), axis=1)
+    return int(np.count_nonzero(on_top)) >= options.min_proposal_px
 
 
 def pixels_per_degree(camera: CameraModel) -> float:
@@ -280,6 +337,10 @@ def score_mask(
         ys, xs = np.nonzero(mask)
         distance_px = float(np.min(np.hypot(xs - gaze_xy[0], ys - gaze_xy[1])))
     distance_deg = distance_px / pixels_per_degree(camera)
-    plausible = area_share <= options.max_area_share and support_share <= options.max_support_share
+    plausible = (
+        area_share <= options.max_area_share
+        and support_share <= options.max_support_share
+        and not is_furniture(mask, scene, options)
+    )
     score = -0.5 * (distance_deg / options.accuracy_deg) ** 2 + math.log(max(sam_score, 0.05))
     return CandidateScore(distance_deg, area_share, support_share, score, plausible)
