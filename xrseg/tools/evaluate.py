@@ -166,6 +166,16 @@ def _stats(values: list[float]) -> dict[str, float | int | None]:
     }
 
 
+def _at_border(session: Session, frames: list[int], object_id: int) -> bool:
+    """Whether the object runs off the image on the selection's keyframe (the first fused frame): following then
+    grows only what that frame saw."""
+    ids = session.instance_ids(frames[0]) if frames else None
+    if ids is None:
+        return False
+    edge = np.concatenate([ids[0], ids[-1], ids[:, 0], ids[:, -1]])
+    return bool(np.any(edge == object_id))
+
+
 def _mesh_scores(
     session: Session,
     scorer: _Scorer,
@@ -211,6 +221,7 @@ def _mesh_scores(
             "selection_mask_iou": score.mask_iou,
             "distance_m": score.target_distance_m,
             "frames": len(entry["frames"]),
+            "cut_by_image_border": _at_border(session, entry["frames"], object_id),
             "chamfer_m": mesh_to_truth_distance_m(mesh, truth),
             "chamfer_symmetric_m": chamfer_distance_m(mesh, truth),
             "completeness_1cm": completeness(mesh, truth, threshold_m=0.01),
