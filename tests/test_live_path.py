@@ -18,8 +18,9 @@ from xrseg.calibration import DeviceCalibration
 from xrseg.geometry import PoseTrack
 from xrseg.sam.records import ImageEmbedding
 from xrseg.select.keyframes import rotation_between_deg
-from xrseg.select.pipeline import Drop, Pipeline, PipelineOptions, Sink
+from xrseg.select.pipeline import Pipeline, PipelineOptions
 from xrseg.session.reader import Session
+from xrseg.sinks.base import Drop, Sink
 from xrseg.sources.camera import CameraSource, DepthImageFolder
 from xrseg.sources.live import LiveSource
 from xrseg.sources.replay import ReplaySource

@@ -10,8 +10,9 @@ import pytest
 
 from xrseg.cli import main
 from xrseg.masks import mask_iou
-from xrseg.select.pipeline import Drop, Pipeline, PipelineOptions, Sink
+from xrseg.select.pipeline import Pipeline, PipelineOptions
 from xrseg.session.reader import Session
+from xrseg.sinks.base import Drop, Sink
 from xrseg.sources.replay import ReplaySource
 from xrseg.types import EventKind, Frame, GazeRay, GazeSample, InputEvent, Selection, Transform
 

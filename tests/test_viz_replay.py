@@ -9,8 +9,9 @@ from pathlib import Path
 import cv2
 import pytest
 
-from xrseg.select.pipeline import Pipeline, Sink
+from xrseg.select.pipeline import Pipeline
 from xrseg.session.reader import Session
+from xrseg.sinks.base import Sink
 from xrseg.sinks.viz.video import TILE_CAPTION_HEIGHT_PX, TILE_IMAGE_HEIGHT_PX, TILE_WIDTH_PX, OverlayVideoSink
 from xrseg.sinks.viz.window import ViewerSink
 from xrseg.sources.replay import ReplaySource

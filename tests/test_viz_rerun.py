@@ -11,8 +11,7 @@ import pytest
 
 from tests.test_viz_tracker import CAMERA, HEAD_FROM_CAMERA, frame, make_selection, sample, world_from_camera_at
 from xrseg.errors import InputError
-from xrseg.select.pipeline import Drop, PipelineStats
-from xrseg.select.selector import Timing
+from xrseg.sinks.base import Drop, PipelineStats, Timing
 from xrseg.types import Fixation
 
 rerun = pytest.importorskip("rerun", reason="the `rerun` extra (rerun-sdk) is not installed")

@@ -19,7 +19,8 @@ from tqdm import tqdm
 from xrseg.errors import InputError, SessionError
 from xrseg.select.candidates import CandidateOptions
 from xrseg.select.gaze_path import GazeOptions
-from xrseg.select.pipeline import Pipeline, PipelineOptions, PipelineStats, Sink
+from xrseg.select.pipeline import Pipeline, PipelineOptions
+from xrseg.sinks.base import PipelineStats, Sink
 from xrseg.sources.base import Source, SourceItem
 from xrseg.types import Fixation, Frame, GazeSample, Selection, Transform
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from xrseg.app import add_pipeline_arguments, check_out_dir, describe, run_pipeline
 from xrseg.errors import InputError
-from xrseg.select.pipeline import Sink
+from xrseg.sinks.base import Sink
 from xrseg.sources.live import LiveSource, open_live_source
 
 logger = logging.getLogger(__name__)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -37,3 +38,17 @@ class MaskPrediction:
     low_res_logits: npt.NDArray[np.float32]
     stability: npt.NDArray[np.float32]
     best: int
+
+
+class Decoder(Protocol):
+    """Anything that decodes point/box/mask prompts on an embedding: the local engine (or a wrapper)."""
+
+    def decode(
+        self,
+        embedding: ImageEmbedding | None = None,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> MaskPrediction: ...

@@ -18,7 +18,8 @@ a trigger with no usable keyframe yet waits for the next one (checked on every f
 only after ``max_keyframe_age_ms``. Either way the prompter projects every gaze sample with the head pose at
 the sample's own time, so head motion since the keyframe is corrected for.
 
-Sinks receive what happens (:class:`Sink`); they write files, publish over ZeroMQ, lift meshes or draw.
+Sinks receive what happens (:class:`~xrseg.sinks.base.Sink`); they write files, publish over ZeroMQ, lift meshes or
+draw.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from bisect import bisect_right
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -35,14 +36,15 @@ import numpy as np
 from xrseg.errors import InputError
 from xrseg.geometry import PoseTrack
 from xrseg.sam.embeddings import EmbeddingService, EncodeMode, Encoder, Keyframe
-from xrseg.sam.records import ImageEmbedding, MaskPrediction
+from xrseg.sam.records import Decoder, ImageEmbedding, MaskPrediction
 from xrseg.select.candidates import CandidateOptions
 from xrseg.select.gaze_path import GazeOptions, GazePath
 from xrseg.select.keyframes import GazeView, KeyframePolicy, KeyframeRefusal, choose_keyframe
 from xrseg.select.maskchoice import ChoiceOptions
 from xrseg.select.prompter import Prompt, Prompter, PromptMiss, evenly_spaced
-from xrseg.select.selector import Decision, Decoder, Selector, Timing
+from xrseg.select.selector import Decision, Selector
 from xrseg.select.triggers import Trigger
+from xrseg.sinks.base import Drop, PipelineStats, Sink
 from xrseg.sources.base import Source, SourceItem
 from xrseg.types import (
     CameraModel,
@@ -105,65 +107,6 @@ class PipelineOptions:
     @property
     def keyframe_policy(self) -> KeyframePolicy:
         return KeyframePolicy(self.max_keyframe_head_motion_deg, self.max_keyframe_age_ms)
-
-
-@dataclass(frozen=True)
-class Drop:
-    """A trigger that produced no selection, and why (``kind`` is a short machine-readable key)."""
-
-    timestamp_ns: int
-    kind: str
-    reason: str
-    fixation: Fixation | None = None
-
-
-class Sink:
-    """Receives what the pipeline does. Override what you need; every method defaults to doing nothing."""
-
-    def on_frame(self, frame: Frame, world_from_camera: Transform | None) -> None:
-        """Every frame, as it arrives, with the camera pose at its time when the head pose is known."""
-
-    def on_keyframe(self, keyframe: Keyframe, world_from_camera: Transform | None) -> None:
-        """A frame the background encoder finished (asynchronous mode only), with the camera pose at its time.
-
-        Called on the pipeline thread, at the next frame after the encode finished."""
-
-    def on_gaze(self, sample: GazeSample, filtered: GazeSample) -> None:
-        """Every gaze sample, raw and One-Euro filtered."""
-
-    def on_fixation(self, fixation: Fixation) -> None:
-        """Every completed fixation."""
-
-    def on_selection(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
-        """A new or changed selection on ``keyframe`` (taken at ``world_from_camera``)."""
-
-    def on_reject(self, selection: Selection) -> None:
-        """The user rejected ``selection``."""
-
-    def on_drop(self, drop: Drop) -> None:
-        """A trigger that gave no selection."""
-
-    def close(self) -> None:
-        """The stream ended."""
-
-
-@dataclass
-class PipelineStats:
-    frames: int = 0
-    gaze_samples: int = 0
-    head_poses: int = 0
-    events: int = 0
-    fixations: int = 0
-    triggers: int = 0
-    selections: int = 0
-    rejected: int = 0
-    confirmations: int = 0
-    """SELECT presses on a fixation already selected (by dwell): answered by the selection that exists."""
-    encodes: int = 0
-    frames_dropped_by_encoder: int = 0
-    drops: Counter[str] = field(default_factory=Counter)
-    timings: list[Timing] = field(default_factory=list)
-    encode_ms: list[float] = field(default_factory=list)
 
 
 class Pipeline:

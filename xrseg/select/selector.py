@@ -19,16 +19,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
 from xrseg.geometry import PoseTrack
 from xrseg.masks import mask_iou
-from xrseg.sam.records import ImageEmbedding, MaskPrediction
+from xrseg.sam.records import Decoder, ImageEmbedding, MaskPrediction
 from xrseg.select.candidates import CandidateOptions, KeyframeScene, analyse_keyframe, proposal_points, score_mask
 from xrseg.select.maskchoice import ChoiceOptions, ChoiceReason, MaskChoice, choose_mask, look_through_point
 from xrseg.select.prompter import Prompt, Prompter, PromptMiss
+from xrseg.sinks.base import Timing
 from xrseg.types import CameraModel, Frame, GazeSample, Transform, Vec3
 
 log = logging.getLogger(__name__)
@@ -36,35 +36,7 @@ log = logging.getLogger(__name__)
 WORLD_UP = np.array([0.0, 1.0, 0.0])
 """The world's up: OpenXR's LOCAL and STAGE spaces (and the session format) are gravity-aligned, +y up."""
 
-__all__ = ["Decision", "Decoder", "Selector", "Timing"]
-
-
-class Decoder(Protocol):
-    def decode(
-        self,
-        embedding: ImageEmbedding | None = None,
-        points: np.ndarray | None = None,
-        labels: np.ndarray | None = None,
-        box: np.ndarray | None = None,
-        mask_input: np.ndarray | None = None,
-        multimask: bool = True,
-    ) -> MaskPrediction: ...
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Milliseconds spent on one selection: prompt making, decoding (every decode of the selection), choosing
-    the mask (depth choice and cone search), and encoding when it was on demand."""
-
-    prompt_ms: float
-    decode_ms: float
-    encode_ms: float
-    choose_ms: float = 0.0
-
-    @property
-    def gaze_to_mask_ms(self) -> float:
-        """From the trigger to the mask, not counting an on-demand encode (live keyframes are encoded ahead)."""
-        return self.prompt_ms + self.decode_ms + self.choose_ms
+__all__ = ["Decision", "Selector"]
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,18 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from xrseg.errors import InputError
 from xrseg.fileio import write_bytes_atomic, write_json_atomic
-from xrseg.select.pipeline import PipelineOptions, PipelineStats, Sink
+from xrseg.sinks.base import PipelineStats, Sink
 from xrseg.types import Fixation, Frame, Selection, Transform
+
+if TYPE_CHECKING:  # the options are only recorded, never used here
+    from xrseg.select.pipeline import PipelineOptions
 
 log = logging.getLogger(__name__)
 

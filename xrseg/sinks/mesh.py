@@ -32,8 +32,8 @@ from xrseg.lift.follow import ObjectFollower
 from xrseg.lift.fusion import ObjectFusion
 from xrseg.lift.pointcloud import OutlierRemoval, lift_mask
 from xrseg.sam.embeddings import EmbeddingService, EncodeMode, Keyframe
-from xrseg.sam.records import ImageEmbedding
-from xrseg.select.pipeline import Decoder, Sink
+from xrseg.sam.records import Decoder, ImageEmbedding
+from xrseg.sinks.base import Sink
 from xrseg.sinks.worker import Worker
 from xrseg.types import CameraModel, Frame, Selection, Transform
 

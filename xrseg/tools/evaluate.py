@@ -41,10 +41,10 @@ from xrseg.app import RunResult, pipeline_options, run_pipeline
 from xrseg.errors import SessionError
 from xrseg.geometry import PoseTrack, angle_between_deg, invert_transform, project_points, transform_points
 from xrseg.masks import mask_iou
-from xrseg.select.pipeline import Sink
 from xrseg.select.prompter import Prompt, Prompter, evenly_spaced
 from xrseg.session.format import FixationTarget
 from xrseg.session.reader import Session
+from xrseg.sinks.base import Sink
 from xrseg.sources.replay import ReplaySource
 from xrseg.tools.scoring import best_target, clicked_targets, fixation_recall, picked_object
 from xrseg.types import CameraModel, Fixation, Frame, InputEvent, Selection, Transform

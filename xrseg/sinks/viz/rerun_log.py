@@ -47,8 +47,8 @@ import numpy.typing as npt
 
 from xrseg.errors import InputError, XrsegError
 from xrseg.geometry import transform_directions, transform_points
-from xrseg.select.pipeline import Drop, PipelineStats, Sink
 from xrseg.select.projection import GazeProjector
+from xrseg.sinks.base import Drop, PipelineStats, Sink
 from xrseg.sinks.viz.overlay import NEGATIVE_RGB, POSITIVE_RGB, selection_colour
 from xrseg.sinks.viz.tracker import FramePoses
 from xrseg.types import CameraModel, Fixation, Frame, GazeRay, GazeSample, Selection, Transform, as_transform

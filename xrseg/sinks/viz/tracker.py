@@ -36,8 +36,8 @@ import numpy as np
 import numpy.typing as npt
 
 from xrseg.geometry import PoseTrack, invert_transform, project_points, transform_points
-from xrseg.select.pipeline import Drop, PipelineStats, Sink
 from xrseg.select.projection import GazeProjector
+from xrseg.sinks.base import Drop, PipelineStats, Sink
 from xrseg.sinks.viz.overlay import FixationMark, MaskMark, OverlayLayers, render_overlay, selection_colour
 from xrseg.types import (
     CameraModel,

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xrseg.errors import InputError
-from xrseg.select.pipeline import PipelineStats
+from xrseg.sinks.base import PipelineStats
 from xrseg.sinks.viz.overlay import MaskMark, OverlayLayers, render_overlay, selection_colour
 from xrseg.sinks.viz.tracker import OverlayTracker
 from xrseg.types import CameraModel, Frame, Selection, Transform

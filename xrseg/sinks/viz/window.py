@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 import cv2
 import numpy as np
 
-from xrseg.select.pipeline import PipelineStats
+from xrseg.sinks.base import PipelineStats
 from xrseg.sinks.viz.tracker import OverlayTracker
 from xrseg.sources.base import SourceItem
 from xrseg.types import CameraModel, EventKind, Frame, InputEvent, Transform
