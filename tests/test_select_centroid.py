@@ -148,3 +148,14 @@ def test_select_answers_with_the_newest_sample_when_no_fixation_forms() -> None:
         path.push(sample_at(i * 100 * MS, 0.0, 5.0 * i), None)
     trigger = path.on_select(InputEvent(320 * MS, EventKind.SELECT))
     assert trigger is not None and trigger.fixation.sample_timestamps_ns == (300 * MS,)
+
+
+def test_a_long_fixation_keeps_its_start_and_bounded_samples() -> None:
+    """A minute of still gaze at 120 Hz: one fixation from the first sample, holding at most max_samples."""
+    detector = CentroidDetector(max_samples=240)
+    for i in range(120 * 60):
+        detector.push(sample_at(round(i * PERIOD_NS), 0.0, 0.0))
+    current = detector.current()
+    assert current is not None and current.start_ns == 0 and len(current.sample_timestamps_ns) == 240
+    (done,) = detector.flush()
+    assert done.start_ns == 0 and done.end_ns == round((120 * 60 - 1) * PERIOD_NS)

@@ -77,6 +77,7 @@ class CentroidDetector:
         min_fixation_ns: int = 80 * _MS,
         max_gap_ns: int = 75 * _MS,
         initial_noise_deg: float = 0.5,
+        max_samples: int = 1200,
     ) -> None:
         check_positive("window_ns", window_ns)
         check_positive("reference_ns", reference_ns)
@@ -91,11 +92,15 @@ class CentroidDetector:
         self.noise_factor = float(noise_factor)
         self.min_fixation_ns = int(min_fixation_ns)
         self.max_gap_ns = int(max_gap_ns)
+        self.max_samples = max(int(max_samples), 16)
+        """A fixation keeps at most this many of its newest samples (its start is remembered): a head held still
+        for minutes costs no more per sample than one held for ten seconds."""
         self._deviations: deque[float] = deque([initial_noise_deg * _RAYLEIGH_MEDIAN], maxlen=240)
         self._reset()
 
     def _reset(self) -> None:
         self._samples: list[GazeSample] = []
+        self._start_ns: int | None = None
         self._directions: list[npt.NDArray[np.float64]] = []
         self._detected_ns: int | None = None
         self._last_ended: Fixation | None = None
@@ -119,10 +124,12 @@ class CentroidDetector:
         """End the candidate before index ``keep_from``; the samples from there on start the next one."""
         done, self._samples = self._samples[:keep_from], self._samples[keep_from:]
         self._directions = self._directions[keep_from:]
+        start_ns = self._start_ns
+        self._start_ns = self._samples[0].timestamp_ns if self._samples else None
         detected, self._detected_ns = self._detected_ns, None
-        if not done or done[-1].timestamp_ns - done[0].timestamp_ns < self.min_fixation_ns:
+        if not done or start_ns is None or done[-1].timestamp_ns - start_ns < self.min_fixation_ns:
             return []
-        fixation = dataclasses.replace(fixation_from_samples(done), detected_ns=detected)
+        fixation = dataclasses.replace(fixation_from_samples(done), start_ns=start_ns, detected_ns=detected)
         self._last_ended = fixation
         return [fixation]
 
@@ -174,16 +181,25 @@ class CentroidDetector:
         self._last_usable_ns = t
         self._samples.append(sample)
         self._directions.append(d)
+        if self._start_ns is None:
+            self._start_ns = t
+        if len(self._samples) > self.max_samples:
+            del self._samples[0], self._directions[0]
         out.extend(self._check_shift())
-        if self._detected_ns is None and t - self._samples[0].timestamp_ns >= self.min_fixation_ns:
+        if self._detected_ns is None and self._start_ns is not None and t - self._start_ns >= self.min_fixation_ns:
             self._detected_ns = t
         return out
 
     def in_progress(self, min_duration_ns: int = 0) -> Fixation | None:
         """The candidate fixation so far (any length of at least ``min_duration_ns``), or None."""
-        if not self._samples or self._samples[-1].timestamp_ns - self._samples[0].timestamp_ns < min_duration_ns:
+        if (
+            not self._samples
+            or self._start_ns is None
+            or self._samples[-1].timestamp_ns - self._start_ns < min_duration_ns
+        ):
             return None
-        return dataclasses.replace(fixation_from_samples(self._samples), detected_ns=self._detected_ns)
+        fixation = fixation_from_samples(self._samples)
+        return dataclasses.replace(fixation, start_ns=self._start_ns, detected_ns=self._detected_ns)
 
     def current(self) -> Fixation | None:
         """The fixation in progress once it has lasted ``min_fixation_ns``, or None."""
