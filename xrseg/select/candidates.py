@@ -145,8 +145,7 @@ def _is_horizontal(
 
 
 def support_planes(
-    depth_m: npt.NDArray[np.float32],
-    camera: CameraModel,
+    points_m: npt.NDArray[np.float32],
     options: CandidateOptions = CandidateOptions(),
     up_camera: npt.ArrayLike | None = None,
 ) -> tuple[npt.NDArray[np.bool_], float | None]:
@@ -158,22 +157,24 @@ def support_planes(
     count (scattered coplanar object pixels do not), and the plane is a support when they are horizontal
     (``up_camera``: the world's up direction in camera coordinates, 3 floats) and at least
     ``min_support_extent_m`` across, or at least ``min_wall_extent_m`` across in any orientation (without
-    ``up_camera`` every plane is held to ``min_support_extent_m``). ``depth_m`` HxW float32 metres (0 = none).
+    ``up_camera`` every plane is held to ``min_support_extent_m``). ``points_m``: HxWx3 float32 camera-frame
+    points, NaN without depth (as :func:`analyse_keyframe` computes them once per keyframe).
     """
     import open3d as o3d
 
     up = None if up_camera is None else np.asarray(up_camera, dtype=np.float64)
-    points = _points_camera(depth_m, camera)
+    points = points_m
+    shape = (points.shape[0], points.shape[1])
     floor: list[float] = []
     stride = options.plane_stride_px
     remaining = points[::stride, ::stride].reshape(-1, 3)
     remaining = remaining[np.all(np.isfinite(remaining), axis=1)].astype(np.float64)
-    support = np.zeros(depth_m.shape, dtype=bool)
+    support = np.zeros(shape, dtype=bool)
     if len(remaining) < 100:
         return support, None
     flat = points.reshape(-1, 3)
     tolerance = np.maximum(options.plane_distance_m, options.plane_relative_distance * flat[:, 2])
-    min_region_px = options.min_region_share * depth_m.size
+    min_region_px = options.min_region_share * shape[0] * shape[1]
     for _ in range(options.max_planes):
         if len(remaining) < 100:
             break
@@ -188,7 +189,7 @@ def support_planes(
             break
         normal, offset = np.asarray(model[:3], dtype=np.float64), float(model[3])
         with np.errstate(invalid="ignore"):
-            on_plane = (np.abs(flat @ normal + offset) <= tolerance).reshape(depth_m.shape)
+            on_plane = (np.abs(flat @ normal + offset) <= tolerance).reshape(shape)
         _, labels, stats, _ = cv2.connectedComponentsWithStats(on_plane.astype(np.uint8), connectivity=8)
         big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_region_px) + 1
         if big.size == 0:
@@ -226,10 +227,11 @@ def analyse_keyframe(
     if depth_m is None or depth_m.shape != (camera.height_px, camera.width_px) or not np.any(depth_m > 0):
         return KeyframeScene(None, None, None)
     edges = depth_edges(depth_m, edge_jump)
-    support, floor_height_m = support_planes(depth_m, camera, options, up_camera)
+    points = _points_camera(depth_m, camera)
+    support, floor_height_m = support_planes(points, options, up_camera)
     proposals = object_proposals(support, edges, options.min_proposal_px)
     up = None if up_camera is None else np.asarray(up_camera, dtype=np.float64)
-    return KeyframeScene(support, proposals, edges, _points_camera(depth_m, camera), up, floor_height_m)
+    return KeyframeScene(support, proposals, edges, points, up, floor_height_m)
 
 
 def is_furniture(mask: npt.NDArray[np.bool_], scene: KeyframeScene, options: CandidateOptions) -> bool:

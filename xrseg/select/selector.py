@@ -215,12 +215,11 @@ class Selector:
         points = proposal_points(scene, gaze, self.camera, self.candidates)
         clock.choose_ms += (time.perf_counter() - started) * 1000.0
         pools = [decision]
-        for point in points:
+        for point in points:  # every mask of a proposal is scored below: no choice among them needed here
             prompt = moved_prompt(decision.prompt, point)
             prediction = self._decode(embedding, prompt, clock)
-            choice = self._choose(prediction, frame.depth_m, prompt, clock)
             pools.append(
-                Decision(prompt, prediction, choice.index, ChoiceReason.GAZE_CONE, False, decision.timing)
+                Decision(prompt, prediction, prediction.best, ChoiceReason.GAZE_CONE, False, decision.timing)
             )
         started = time.perf_counter()
         scored: list[tuple[float, int, Decision]] = []
