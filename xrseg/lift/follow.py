@@ -169,10 +169,50 @@ class ObjectFollower:
         ``world_from_camera`` 4x4 float64; ``decode`` the frame's decoder (see :data:`Decoder`). Returns a
         :class:`FollowResult`; the decoder is only called when the projection gives a usable prompt.
         """
-        params = self.params
         world_from_camera_t = as_transform(world_from_camera, "world_from_camera")
+        visible = self._visible_pixels(depth_m, camera, world_from_camera_t)
+        if isinstance(visible, FollowResult):
+            return visible
+        params = self.params
         shape = (camera.height_px, camera.width_px)
-        points_camera = transform_points(invert_transform(world_from_camera_t), self._points)
+        silhouette_u8 = _silhouette(visible, shape, params.close_px)
+        points_xy = _positive_points(silhouette_u8, visible, params.n_positive_points)
+        labels = np.ones(points_xy.shape[0], dtype=np.int32)
+        box = _prompt_box(visible, shape, params.box_margin_px)
+        mask = np.asarray(decode(points_xy, labels, box))
+        if mask.shape != shape:
+            raise InputError(f"decoder returned a mask of shape {mask.shape}, expected {shape}")
+        mask = mask.astype(np.bool_, copy=False)
+        if not mask.any():
+            reason: str | None = "decoder returned an empty mask"
+            iou, coverage = 0.0, 0.0
+        else:
+            iou, coverage = _agreement(mask, silhouette_u8, visible, params.silhouette_dilate_px)
+            reason = _disagreement(iou, coverage, params)
+        if reason is not None:
+            logger.info("follow stopped: %s", reason)
+        return FollowResult(
+            mask if reason is None else None,
+            iou,
+            coverage,
+            reason,
+            points_xy,
+            labels,
+            box,
+            visible.count,
+            silhouette_u8.astype(np.bool_),
+        )
+
+    def _visible_pixels(
+        self,
+        depth_m: npt.NDArray[np.float32] | None,
+        camera: CameraModel,
+        world_from_camera: npt.NDArray[np.float64],
+    ) -> _VisiblePixels | FollowResult:
+        """The pixels of the object's points that the frame's depth confirms, or the stop when too few are."""
+        params = self.params
+        shape = (camera.height_px, camera.width_px)
+        points_camera = transform_points(invert_transform(world_from_camera), self._points)
         pixels, _ = project_points(camera, points_camera)
         on_image = in_image(camera, pixels)
         in_view = int(np.count_nonzero(on_image))
@@ -199,67 +239,74 @@ class ObjectFollower:
                 f"object is occluded or moved ({visible_count} of {in_view} projected points match the depth)",
                 visible_count,
             )
-        rows, cols = rows[visible], cols[visible]
-        silhouette_u8 = np.zeros(shape, dtype=np.uint8)
-        silhouette_u8[rows, cols] = 1
-        if params.close_px > 0:
-            silhouette_u8 = np.asarray(
-                cv2.morphologyEx(silhouette_u8, cv2.MORPH_CLOSE, _disk(params.close_px)), np.uint8
-            )
-        silhouette = silhouette_u8.astype(np.bool_)
+        return _VisiblePixels(rows[visible], cols[visible])
 
-        # Positive prompts: deep inside the silhouette (distance transform), spread by farthest-point sampling.
-        inside = cv2.distanceTransform(silhouette_u8, cv2.DIST_L2, 5)[rows, cols]
-        candidates = np.flatnonzero(inside >= 0.5 * float(inside.max()))
-        candidate_xy = np.column_stack([cols[candidates], rows[candidates]]).astype(np.float64)
-        first = int(np.argmax(inside[candidates]))
-        chosen = candidates[_farthest_points(candidate_xy, first, params.n_positive_points)]
-        points_xy = np.column_stack([cols[chosen], rows[chosen]]).astype(np.float32)
-        labels = np.ones(points_xy.shape[0], dtype=np.int32)
-        margin = params.box_margin_px
-        box = np.array(
-            [
-                max(float(cols.min()) - margin, 0.0),
-                max(float(rows.min()) - margin, 0.0),
-                min(float(cols.max()) + margin, shape[1] - 1.0),
-                min(float(rows.max()) + margin, shape[0] - 1.0),
-            ],
-            dtype=np.float32,
-        )
-        mask = np.asarray(decode(points_xy, labels, box))
-        if mask.shape != shape:
-            raise InputError(f"decoder returned a mask of shape {mask.shape}, expected {shape}")
-        mask = mask.astype(np.bool_, copy=False)
 
-        def result(reason: str | None, iou: float, coverage: float) -> FollowResult:
-            if reason is not None:
-                logger.info("follow stopped: %s", reason)
-            return FollowResult(
-                mask if reason is None else None,
-                iou,
-                coverage,
-                reason,
-                points_xy,
-                labels,
-                box,
-                visible_count,
-                silhouette,
-            )
+@dataclass(frozen=True)
+class _VisiblePixels:
+    """The pixels of the object's visible points: ``rows`` and ``cols`` N intp each (duplicates kept)."""
 
-        if not mask.any():
-            return result("decoder returned an empty mask", 0.0, 0.0)
-        dilated = silhouette_u8
-        if params.silhouette_dilate_px > 0:
-            dilated = np.asarray(cv2.dilate(silhouette_u8, _disk(params.silhouette_dilate_px)), np.uint8)
-        dilated_b = dilated.astype(np.bool_)
-        iou = mask_iou(mask, dilated_b)
-        coverage = float(np.mean(mask[rows, cols]))
-        if iou < params.min_iou:
-            return result(f"mask disagrees with projection (IoU {iou:.2f} < {params.min_iou:g})", iou, coverage)
-        if coverage < params.min_coverage:
-            return result(
-                f"mask covers only {coverage:.0%} of the projected points (< {params.min_coverage:.0%})",
-                iou,
-                coverage,
-            )
-        return result(None, iou, coverage)
+    rows: npt.NDArray[np.intp]
+    cols: npt.NDArray[np.intp]
+
+    @property
+    def count(self) -> int:
+        return int(self.rows.shape[0])
+
+
+def _silhouette(visible: _VisiblePixels, shape: tuple[int, int], close_px: int) -> npt.NDArray[np.uint8]:
+    """HxW uint8 (0/1) raster of the visible points, closed with radius ``close_px``."""
+    silhouette_u8 = np.zeros(shape, dtype=np.uint8)
+    silhouette_u8[visible.rows, visible.cols] = 1
+    if close_px > 0:
+        silhouette_u8 = np.asarray(cv2.morphologyEx(silhouette_u8, cv2.MORPH_CLOSE, _disk(close_px)), np.uint8)
+    return silhouette_u8
+
+
+def _positive_points(
+    silhouette_u8: npt.NDArray[np.uint8], visible: _VisiblePixels, count: int
+) -> npt.NDArray[np.float32]:
+    """Up to ``count`` Nx2 float32 (x, y) pixels deep inside the silhouette (distance transform), spread by
+    farthest-point sampling."""
+    rows, cols = visible.rows, visible.cols
+    inside = cv2.distanceTransform(silhouette_u8, cv2.DIST_L2, 5)[rows, cols]
+    candidates = np.flatnonzero(inside >= 0.5 * float(inside.max()))
+    candidate_xy = np.column_stack([cols[candidates], rows[candidates]]).astype(np.float64)
+    first = int(np.argmax(inside[candidates]))
+    chosen = candidates[_farthest_points(candidate_xy, first, count)]
+    return np.column_stack([cols[chosen], rows[chosen]]).astype(np.float32)
+
+
+def _prompt_box(visible: _VisiblePixels, shape: tuple[int, int], margin_px: float) -> npt.NDArray[np.float32]:
+    """The visible points' bounding box padded by ``margin_px``, in the image: 4 float32 (x0, y0, x1, y1)."""
+    rows, cols = visible.rows, visible.cols
+    return np.array(
+        [
+            max(float(cols.min()) - margin_px, 0.0),
+            max(float(rows.min()) - margin_px, 0.0),
+            min(float(cols.max()) + margin_px, shape[1] - 1.0),
+            min(float(rows.max()) + margin_px, shape[0] - 1.0),
+        ],
+        dtype=np.float32,
+    )
+
+
+def _agreement(
+    mask: npt.NDArray[np.bool_], silhouette_u8: npt.NDArray[np.uint8], visible: _VisiblePixels, dilate_px: int
+) -> tuple[float, float]:
+    """(IoU of ``mask`` with the silhouette dilated by ``dilate_px``, share of the visible points in ``mask``)."""
+    dilated = silhouette_u8
+    if dilate_px > 0:
+        dilated = np.asarray(cv2.dilate(silhouette_u8, _disk(dilate_px)), np.uint8)
+    iou = mask_iou(mask, dilated.astype(np.bool_))
+    coverage = float(np.mean(mask[visible.rows, visible.cols]))
+    return iou, coverage
+
+
+def _disagreement(iou: float, coverage: float, params: FollowParams) -> str | None:
+    """Why the decoded mask is not the followed object, or None when it agrees with the projection."""
+    if iou < params.min_iou:
+        return f"mask disagrees with projection (IoU {iou:.2f} < {params.min_iou:g})"
+    if coverage < params.min_coverage:
+        return f"mask covers only {coverage:.0%} of the projected points (< {params.min_coverage:.0%})"
+    return None
