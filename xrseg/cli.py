@@ -17,6 +17,8 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
+from tqdm import tqdm
+
 from xrseg import __version__, commands
 from xrseg.errors import XrsegError
 
@@ -32,8 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Gaze-driven Segment Anything for AR/VR: look at an object, get its mask and mesh.",
     )
     parser.add_argument("--version", action="version", version=f"xrseg {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log progress (INFO); -vv: debug (default: warnings)"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="for scripts: errors only, no progress bars")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
@@ -41,9 +45,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ProgressSafeHandler(logging.StreamHandler):
+    """Writes log lines through ``tqdm.write`` (what ``tqdm.contrib.logging`` does, as a permanent handler): an
+    open progress bar is cleared, the line printed above it, and the bar redrawn, never broken in two."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # logging's own contract: report, never raise
+            self.handleError(record)
+
+
+def log_level(verbose: int, quiet: bool) -> int:
+    """Warnings by default; ``-v`` info, ``-vv`` debug; ``-q`` errors only (``-q`` wins)."""
+    if quiet:
+        return logging.ERROR
+    return {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+
+
 def configure_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.INFO if verbose < 2 else logging.DEBUG)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=log_level(verbose, quiet),
+        format="%(levelname)s %(name)s: %(message)s",
+        handlers=[_ProgressSafeHandler(sys.stderr)],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
