@@ -1,9 +1,17 @@
-"""Shared fixtures: the real model (built on demand) and real photographs."""
+"""Shared fixtures: the real model (built on demand) and real photographs.
+
+Tests whose inputs can be missing (the export extra's reference model, a quantised variant) skip without them,
+and fail instead when ``XRSEG_REQUIRE_ALL=1`` (as CI sets it), so a check that can fail is never skipped there.
+"""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 import pytest
@@ -11,7 +19,29 @@ import pytest
 from xrseg.errors import ModelError
 
 HAS_REFERENCE = all(importlib.util.find_spec(m) is not None for m in ("torch", "mobile_sam"))
-requires_reference = pytest.mark.skipif(not HAS_REFERENCE, reason="needs the export extra (torch, mobile_sam)")
+REQUIRE_ALL = os.environ.get("XRSEG_REQUIRE_ALL") == "1"
+"""``XRSEG_REQUIRE_ALL=1``: a test whose inputs are missing fails instead of skipping."""
+
+TestFunction = TypeVar("TestFunction", bound=Callable[..., Any])
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip the running test, or fail it when ``XRSEG_REQUIRE_ALL=1``."""
+    if REQUIRE_ALL:
+        pytest.fail(f"{reason} (XRSEG_REQUIRE_ALL=1: missing inputs fail)", pytrace=False)
+    pytest.skip(reason)
+
+
+def requires_reference(test: TestFunction) -> TestFunction:
+    """Runs ``test`` only with the export extra (torch, mobile_sam); see :func:`skip_or_fail` otherwise."""
+    if HAS_REFERENCE:
+        return test
+
+    @functools.wraps(test)
+    def missing(*args: Any, **kwargs: Any) -> None:
+        skip_or_fail("needs the export extra (torch, mobile_sam)")
+
+    return missing  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="session")
