@@ -39,7 +39,7 @@ import numpy.typing as npt
 
 from xrseg.errors import check_non_negative, check_positive
 from xrseg.geometry import angle_between_deg
-from xrseg.select.fixations import fixation_from_samples
+from xrseg.select.fixations import TimestampOrder, fixation_from_samples
 from xrseg.types import Fixation, GazeSample
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class CentroidDetector:
         self._detected_ns: int | None = None
         self._last_ended: Fixation | None = None
         self._last_usable_ns: int | None = None
-        self._last_timestamp_ns: int | None = None
+        self._order = TimestampOrder(logger)
 
     @property
     def noise_deg(self) -> float:
@@ -168,10 +168,8 @@ class CentroidDetector:
         gaps; a gap over ``max_gap_ns`` ends the fixation. Samples not after the previous one are dropped.
         """
         t = int(sample.timestamp_ns)
-        if self._last_timestamp_ns is not None and t <= self._last_timestamp_ns:
-            logger.warning("dropping gaze sample at %d ns: not after the previous one", t)
+        if not self._order.admit(t):
             return []
-        self._last_timestamp_ns = t
         out: list[Fixation] = []
         if self._last_usable_ns is not None and t - self._last_usable_ns > self.max_gap_ns and self._samples:
             out.extend(self._end(len(self._samples)))

@@ -29,12 +29,33 @@ __all__ = [
     "FixationDetector",
     "IDTDetector",
     "IVTDetector",
+    "TimestampOrder",
     "dispersion_deg",
     "fixation_from_samples",
 ]
 
 _NS_PER_S = 1_000_000_000
 _MS = 1_000_000
+
+
+class TimestampOrder:
+    """Admits gaze samples in strictly ascending ``timestamp_ns``: a sample not after the previous admitted one is
+    refused with a warning on ``log`` (the detector's own logger), so one clock glitch costs one sample."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._previous_ns: int | None = None
+
+    def admit(self, timestamp_ns: int) -> bool:
+        """True (and remembered) when ``timestamp_ns`` is after the previous admitted sample's, else False."""
+        previous_ns = self._previous_ns
+        if previous_ns is not None and timestamp_ns <= previous_ns:
+            self._log.warning(
+                "dropping gaze sample at %d ns: not after the previous one (%d ns)", timestamp_ns, previous_ns
+            )
+            return False
+        self._previous_ns = timestamp_ns
+        return True
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -179,7 +200,7 @@ class IVTDetector:
         self._pending_fixation: Fixation | None = None
         self._last_ended: Fixation | None = None
         self._last_usable_ns: int | None = None
-        self._last_timestamp_ns: int | None = None
+        self._order = TimestampOrder(logger)
 
     # -- classification
 
@@ -291,12 +312,8 @@ class IVTDetector:
         are dropped with a warning.
         """
         t = int(sample.timestamp_ns)
-        if self._last_timestamp_ns is not None and t <= self._last_timestamp_ns:
-            logger.warning(
-                "dropping gaze sample at %d ns: not after the previous one (%d ns)", t, self._last_timestamp_ns
-            )
+        if not self._order.admit(t):
             return []
-        self._last_timestamp_ns = t
         out: list[Fixation] = []
         gap_too_long = self._last_usable_ns is not None and t - self._last_usable_ns > self.max_gap_ns
         if gap_too_long and self._segment:
@@ -361,7 +378,7 @@ class IDTDetector:
         self._in_fixation = False
         self._last_ended: Fixation | None = None
         self._last_usable_ns: int | None = None
-        self._last_timestamp_ns: int | None = None
+        self._order = TimestampOrder(logger)
 
     def _dispersion(self, samples: Iterable[GazeSample]) -> float:
         return dispersion_deg(np.stack([s.ray.direction for s in samples]))
@@ -379,12 +396,8 @@ class IDTDetector:
     def push(self, sample: GazeSample) -> list[Fixation]:
         """Add one sample (ascending ``timestamp_ns``); return the fixations completed by it."""
         t = int(sample.timestamp_ns)
-        if self._last_timestamp_ns is not None and t <= self._last_timestamp_ns:
-            logger.warning(
-                "dropping gaze sample at %d ns: not after the previous one (%d ns)", t, self._last_timestamp_ns
-            )
+        if not self._order.admit(t):
             return []
-        self._last_timestamp_ns = t
         out: list[Fixation] = []
         if self._last_usable_ns is not None and t - self._last_usable_ns > self.max_gap_ns and self._window:
             out.extend(self._end_fixation())
