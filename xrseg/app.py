@@ -26,6 +26,7 @@ from xrseg.types import Fixation, Frame, GazeSample, Selection, Transform
 
 if TYPE_CHECKING:
     from xrseg.session.reader import Session
+    from xrseg.sinks.runstate import RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -219,31 +220,43 @@ def run_pipeline(
     total_items: int | None = None,
     session_path: Path | None = None,
     extra_sinks: Iterable[Sink] = (),
+    run: RunSummary | None = None,
 ) -> RunResult:
-    """Run the pipeline on ``source`` with the outputs ``args`` asks for; returns stats and the summary."""
-    from xrseg.fileio import write_json_atomic
-    from xrseg.sam.embeddings import EmbeddingService, EncodeMode
-    from xrseg.sinks.files import SelectionWriter, summary_record
-    from xrseg.sinks.outdir import prepare_out_dir
+    """Run the pipeline on ``source`` with the outputs ``args`` asks for; returns stats and the summary.
 
-    prepare_out_dir(args.out, bool(getattr(args, "overwrite", False)))  # before the model loads: fail fast
+    ``summary.json`` in ``--out`` says whether the run completed (:mod:`xrseg.sinks.runstate`). A caller that
+    does more after the pipeline (``eval`` scores it) passes its own entered ``run`` (from
+    :func:`~xrseg.sinks.runstate.open_run`) and completes it itself."""
+    from xrseg.sinks.runstate import open_run
+
+    parts = (source, camera, head_from_camera, args, realtime, total_items, session_path, extra_sinks)
+    if run is not None:
+        return _run_pipeline(*parts, run)
+    overwrite = bool(getattr(args, "overwrite", False))
+    # The --out check comes before the model loads: fail fast.
+    with open_run(args.out, overwrite, str(getattr(args, "command", None) or "pipeline")) as own:
+        return _run_pipeline(*parts, own)
+
+
+def _run_pipeline(
+    source: Source | Iterable[SourceItem],
+    camera: Any,
+    head_from_camera: Transform,
+    args: argparse.Namespace,
+    realtime: bool,
+    total_items: int | None,
+    session_path: Path | None,
+    extra_sinks: Iterable[Sink],
+    run: RunSummary,
+) -> RunResult:
+    from xrseg.sam.embeddings import EmbeddingService, EncodeMode
+    from xrseg.sinks.files import summary_record
+
     options = pipeline_options(args, realtime)
     engine, encoder = make_engine_and_encoder(args)
     embeddings = EmbeddingService(encoder, EncodeMode.BACKGROUND if realtime else EncodeMode.ON_DEMAND)
-    sinks: list[Sink] = []
     out_dir: Path | None = args.out
-    mesh_sink = None
-    if out_dir is not None:
-        sinks.append(SelectionWriter(out_dir))
-        if not args.no_mesh:
-            from xrseg.sinks.mesh import MeshSink
-
-            mesh_sink = MeshSink(out_dir, camera, engine, embeddings, args.follow_frames, session_path)
-            sinks.append(mesh_sink)
-        if not args.no_video:
-            from xrseg.sinks.viz.video import OverlayVideoSink
-
-            sinks.append(OverlayVideoSink(out_dir, camera, head_from_camera, source_label=_label(session_path)))
+    sinks, mesh_sink = _out_sinks(args, camera, head_from_camera, engine, embeddings, session_path)
     viewer = None
     if args.view:
         from xrseg.sinks.viz.window import ViewerSink
@@ -256,6 +269,7 @@ def run_pipeline(
         sinks.append(RerunSink(args.rerun, camera, head_from_camera, mesh_sink=mesh_sink))  # after MeshSink
     sinks.extend(extra_sinks)
     pipeline = Pipeline(camera, head_from_camera, engine, encoder, options, sinks, embeddings)
+    run.partial = lambda: summary_record(pipeline.stats, options, {"session": str(session_path or "")})
     for sink in sinks:
         if hasattr(sink, "stats") and getattr(sink, "stats", None) is None:
             sink.stats = pipeline.stats  # the viz sinks show live counters
@@ -277,9 +291,35 @@ def run_pipeline(
         extra = getattr(sink, "summary", None)
         if callable(extra):
             summary.update(extra())
-    if out_dir is not None:
-        write_json_atomic(out_dir / "summary.json", summary)
+    run.summary = summary
     return RunResult(stats, summary, out_dir)
+
+
+def _out_sinks(
+    args: argparse.Namespace,
+    camera: Any,
+    head_from_camera: Transform,
+    engine: Any,
+    embeddings: Any,
+    session_path: Path | None,
+) -> tuple[list[Sink], Any]:
+    """The sinks writing into ``args.out`` (none without it), and the mesh sink among them or None."""
+    from xrseg.sinks.files import SelectionWriter
+
+    if args.out is None:
+        return [], None
+    sinks: list[Sink] = [SelectionWriter(args.out)]
+    mesh_sink = None
+    if not args.no_mesh:
+        from xrseg.sinks.mesh import MeshSink
+
+        mesh_sink = MeshSink(args.out, camera, engine, embeddings, args.follow_frames, session_path)
+        sinks.append(mesh_sink)
+    if not args.no_video:
+        from xrseg.sinks.viz.video import OverlayVideoSink
+
+        sinks.append(OverlayVideoSink(args.out, camera, head_from_camera, source_label=_label(session_path)))
+    return sinks, mesh_sink
 
 
 def _label(session_path: Path | None) -> str:

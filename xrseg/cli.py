@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from xrseg import __version__, commands
 from xrseg.errors import XrsegError
+from xrseg.interrupts import EXIT_TERMINATED, Terminated, sigterm_raises
 
 log = logging.getLogger("xrseg")
 
@@ -79,11 +80,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        return int(args.func(args) or 0)
+        with sigterm_raises():  # SIGTERM unwinds like Ctrl-C: temporary files go, summary.json says so
+            return int(args.func(args) or 0)
     except XrsegError as err:
         print(f"xrseg: error: {err}", file=sys.stderr)
         log.debug("details", exc_info=True)
         return EXIT_USAGE
+    except Terminated:
+        print("xrseg: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("xrseg: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -28,9 +28,10 @@ export), then each selection is scored against the session's ground truth:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
-import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,10 +42,12 @@ from xrseg.app import RunResult, pipeline_options, run_pipeline
 from xrseg.errors import SessionError
 from xrseg.geometry import PoseTrack, angle_between_deg, invert_transform, project_points, transform_points
 from xrseg.masks import mask_iou
+from xrseg.scratch import scratch_dir
 from xrseg.select.prompter import Prompt, Prompter, evenly_spaced
 from xrseg.session.format import FixationTarget
 from xrseg.session.reader import Session
 from xrseg.sinks.base import Sink
+from xrseg.sinks.runstate import RunSummary, open_run
 from xrseg.sources.replay import ReplaySource
 from xrseg.tools.scoring import best_target, clicked_targets, fixation_recall, picked_object
 from xrseg.types import CameraModel, Fixation, Frame, InputEvent, Selection, Transform
@@ -256,9 +259,9 @@ def evaluate_session(path: Path, args: argparse.Namespace, realtime: bool = Fals
     if not session.has_ground_truth or not session.fixation_targets():
         raise SessionError(f"{path} has no ground truth (instance ids and fixation targets) to evaluate against")
     collector = _Collector()
-    with tempfile.TemporaryDirectory(prefix="xrseg-eval-") as tmp:
+    with _eval_folder(args) as (out_dir, run):
         run_args = argparse.Namespace(**vars(args))
-        run_args.out = args.out if args.out is not None else Path(tmp)
+        run_args.out = out_dir
         result: RunResult = run_pipeline(
             ReplaySource(session, realtime=realtime),
             session.header.camera,
@@ -267,6 +270,7 @@ def evaluate_session(path: Path, args: argparse.Namespace, realtime: bool = Fals
             realtime=realtime,
             session_path=Path(path),
             extra_sinks=[collector],
+            run=run,
         )
         options = pipeline_options(run_args, realtime=False)
         scorer = _Scorer(session, options.fallback_depth_m, options.max_prompt_samples)
@@ -286,6 +290,16 @@ def evaluate_session(path: Path, args: argparse.Namespace, realtime: bool = Fals
         "meshes": meshes,
         "per_selection": [s.__dict__ for s in scores],
     }
+
+
+@contextlib.contextmanager
+def _eval_folder(args: argparse.Namespace) -> Iterator[tuple[Path, RunSummary]]:
+    """Where the evaluated run writes: ``--out``, else a work folder in the system temp dir that goes with the
+    run (:func:`xrseg.scratch.scratch_dir`). Its summary.json says ``complete`` only once the run is scored."""
+    with contextlib.ExitStack() as stack:
+        out_dir = args.out if args.out is not None else stack.enter_context(scratch_dir("xrseg-eval-"))
+        with open_run(out_dir, bool(getattr(args, "overwrite", False)), "eval") as run:
+            yield out_dir, run
 
 
 def _click_scores(
