@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 
 from xrseg.geometry import in_image, invert_transform, project_points, transform_points
+from xrseg.select.gaze_offsets import angular_offsets, offset_directions
 from xrseg.select.projection import project_gaze
 from xrseg.tools.scenes import ScenePlan, plan_scene, recipe_from_dict
 from xrseg.tools.scenes.scanpath import (
     T0_NS,
-    angular_offsets,
     minimum_jerk,
     nearest_frame_index,
-    offset_directions,
     saccade_duration_ms,
     stream_timestamps,
 )

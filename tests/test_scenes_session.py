@@ -12,9 +12,10 @@ import pytest
 
 from xrseg.cli import main
 from xrseg.geometry import PoseTrack, unproject_pixels
+from xrseg.select.gaze_offsets import angular_offsets
 from xrseg.session.reader import Session
 from xrseg.tools.scenes import ScenePlan, generate_session, load_recipe, plan_scene, recipe_from_dict
-from xrseg.tools.scenes.scanpath import angular_offsets, nearest_frame_index
+from xrseg.tools.scenes.scanpath import nearest_frame_index
 from xrseg.types import EventKind
 
 SCENES = Path(__file__).resolve().parents[1] / "scenes"

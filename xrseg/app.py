@@ -20,6 +20,7 @@ from xrseg.errors import InputError, SessionError
 from xrseg.select.candidates import CandidateOptions
 from xrseg.select.gaze_path import GazeOptions
 from xrseg.select.pipeline import Pipeline, PipelineOptions
+from xrseg.select.recalibration import RecalibrationOptions
 from xrseg.sinks.base import PipelineStats, Sink
 from xrseg.sources.base import Source, SourceItem
 from xrseg.types import Fixation, Frame, GazeSample, Selection, Transform
@@ -58,6 +59,11 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-cone-search",
         action="store_true",
         help="keep the mask under the gaze even when it is a support or most of the image",
+    )
+    group.add_argument(
+        "--no-recalibration",
+        action="store_true",
+        help="do not learn the tracker's constant offset from the selections made",
     )
     group.add_argument(
         "--max-head-motion-deg",
@@ -105,6 +111,7 @@ def pipeline_options(args: argparse.Namespace, realtime: bool) -> PipelineOption
         candidates=CandidateOptions(
             accuracy_deg=getattr(args, "gaze_accuracy_deg", CandidateOptions.accuracy_deg)
         ),
+        recalibration=RecalibrationOptions(enabled=not getattr(args, "no_recalibration", False)),
         realtime=realtime,
         max_keyframe_head_motion_deg=getattr(args, "max_head_motion_deg", 30.0),
         max_keyframe_age_ms=getattr(args, "max_keyframe_age_ms", 8000.0),

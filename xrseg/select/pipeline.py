@@ -42,6 +42,7 @@ from xrseg.select.gaze_path import GazeOptions, GazePath
 from xrseg.select.keyframes import GazeView, KeyframePolicy, KeyframeRefusal, choose_keyframe
 from xrseg.select.maskchoice import ChoiceOptions
 from xrseg.select.prompter import Prompt, Prompter, PromptMiss, evenly_spaced
+from xrseg.select.recalibration import GazeBias, RecalibrationOptions, selection_offset_rad
 from xrseg.select.selector import Decision, Selector
 from xrseg.select.triggers import Trigger
 from xrseg.sinks.base import Drop, PipelineStats, Sink
@@ -87,6 +88,8 @@ class PipelineOptions:
     """When the mask under the gaze is no plausible target, search the tracker's error cone for one
     (:mod:`xrseg.select.candidates`; needs depth and ``depth_mask_choice``)."""
     candidates: CandidateOptions = field(default_factory=CandidateOptions)
+    recalibration: RecalibrationOptions = field(default_factory=RecalibrationOptions)
+    """Learn the tracker's constant bias from the selections made (:mod:`xrseg.select.recalibration`)."""
     realtime: bool = False
     """Encode keyframes asynchronously (latest wins) instead of on demand."""
     max_keyframe_head_motion_deg: float = 30.0
@@ -159,6 +162,7 @@ class Pipeline:
         self._pending: deque[Trigger] = deque()
         self._keyframes_seen: set[int] = set()
         self._negatives: list[np.ndarray] = []
+        self._bias = GazeBias(opts.recalibration)
         self._last: _Latest | None = None
         self._next_id = 1
 
@@ -405,7 +409,7 @@ class Pipeline:
             keyframe.frame,
             keyframe.embedding,
             keyframe.encode_ms,
-            samples,
+            self._bias.correct(samples),
             track,
             world_from_camera,
             self._negatives,
@@ -425,6 +429,18 @@ class Pipeline:
             look_through=decision.look_through,
         )
         self._publish(_Latest(selection, keyframe.frame, world_from_camera, decision, keyframe.embedding))
+        offset = selection_offset_rad(
+            samples,
+            selection.mask,
+            keyframe.frame.depth_m,
+            opts.fallback_depth_m,
+            self.camera,
+            world_from_camera,
+            track,
+            opts.recalibration,
+        )
+        if offset is not None:
+            self._bias.observe(selection.selection_id, offset)
 
     def _make_selection(
         self,
@@ -486,6 +502,7 @@ class Pipeline:
             return
         selection = latest.selection
         self.stats.rejected += 1
+        self._bias.forget(selection.selection_id)
         if selection.point_world_m is not None:
             self._negatives.append(np.asarray(selection.point_world_m))
         for sink in self.sinks:
