@@ -1,0 +1,173 @@
+"""Running a batch on Ray: each session a Ray task (the ``ray`` extra).
+
+- ``address`` ``"auto"`` joins the cluster this machine belongs to (``RAY_ADDRESS``, or one started with
+  ``ray start`` here) and, when there is none, starts a private local Ray for the batch: ``num_cpus`` this
+  machine's cores, no dashboard, no usage statistics, its temporary folder removed when the batch ends. Any
+  other address is passed to ``ray.init`` (``ray://head:10001``, ``head:6379``, ``local``).
+- Each task declares ``cpus_per_session`` CPUs (also its engine's ONNX Runtime threads) and
+  ``gpus_per_session`` GPUs (ONNX Runtime takes the CUDA provider where ``onnxruntime-gpu`` is installed).
+- Before the sessions, one task per node verifies (or builds) the node's model cache
+  (:func:`~xrseg.batch.models.prepare_model_cache`), so that tasks only load it.
+- A task gets its job as JSON text and writes its outputs and ``result.json`` into the output folder (on
+  storage every node sees: the user's); it returns only the result's JSON text, a few hundred bytes.
+- Ctrl-C cancels every task (``force``: their workers are killed) and, for a Ray the batch started, shuts it down.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from xrseg.batch.records import SessionJob, SessionResult, failed
+from xrseg.errors import InputError, MissingExtraError
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+OBJECT_STORE_BYTES = 100 * 1024 * 1024
+"""Object store of a Ray the batch starts: results are a few hundred bytes of JSON each."""
+
+OnStart = Callable[[SessionJob], None]
+OnResult = Callable[[SessionResult], None]
+
+
+def _session_task(job_json: str) -> str:
+    """The Ray task: one session, in the Ray worker's process."""
+    from xrseg.batch.worker import run_job_logged
+
+    return run_job_logged(job_json)
+
+
+def _prepare_task(variant: str | None) -> str:
+    """The once-per-node task: verify (or build) this node's model cache; a line saying what it found."""
+    from xrseg.batch.models import prepare_model_cache
+    from xrseg.errors import ModelError
+
+    try:
+        return prepare_model_cache(variant, build=True)
+    except ModelError as err:
+        return f"model cache not ready: {err}"
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as err:
+        raise MissingExtraError("--ray needs Ray: pip install 'xrseg[ray]'") from err
+    return ray
+
+
+@contextmanager
+def connected(address: str, num_cpus: int, runtime_env: dict[str, Any] | None) -> Iterator[Any]:
+    """``ray`` connected to ``address`` (see the module docstring) for the duration; disconnected after, and a
+    Ray started here is stopped and its temporary folder removed."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray = _import_ray()
+    if ray.is_initialized():
+        raise InputError("Ray is already initialised in this process: call xrseg.batch.run before ray.init")
+    temp_dir = _init(ray, address, num_cpus, runtime_env)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _init(ray: Any, address: str, num_cpus: int, runtime_env: dict[str, Any] | None) -> str | None:
+    """Connect, or start a local Ray for ``auto`` when there is no cluster; returns the temporary folder of a
+    Ray started here."""
+    common: dict[str, Any] = {"runtime_env": runtime_env, "log_to_driver": False, "configure_logging": False}
+    try:
+        ray.init(address=address, **common)
+        return None
+    except ConnectionError as err:
+        if address != AUTO:
+            raise InputError(f"cannot connect to Ray at {address}: {str(err).splitlines()[0]}") from err
+    temp_dir = tempfile.mkdtemp(prefix="xrseg-ray-")
+    log.info("no Ray cluster found: starting a local one (%d CPUs) in %s", num_cpus, temp_dir)
+    try:
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            object_store_memory=OBJECT_STORE_BYTES,
+            _temp_dir=temp_dir,
+            **common,
+        )
+    except BaseException:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+    return temp_dir
+
+
+@dataclass
+class RayBackend:
+    """Sessions as Ray tasks on the cluster at ``address``."""
+
+    address: str
+    cpus_per_session: float
+    gpus_per_session: float
+    max_in_flight: int | None = None
+    """At most this many tasks submitted at once (None: all; Ray queues them by resources)."""
+    variant: str | None = None
+    runtime_env: dict[str, Any] | None = None
+    local_cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
+    node_reports: list[str] = field(default_factory=list)
+
+    def run(self, jobs: Sequence[SessionJob], on_start: OnStart, on_result: OnResult) -> None:
+        """Run every job as a Ray task; callbacks on this thread. On ``KeyboardInterrupt`` every task is
+        cancelled before it propagates."""
+        with connected(self.address, self.local_cpus, self.runtime_env) as ray:
+            self.node_reports = self._prepare_nodes(ray)
+            for line in self.node_reports:
+                log.info("%s", line)
+            task = ray.remote(_session_task).options(
+                num_cpus=self.cpus_per_session, num_gpus=self.gpus_per_session, max_retries=0
+            )
+            refs: dict[Any, SessionJob] = {}
+            queue = list(jobs)
+            try:
+                while queue or refs:
+                    while queue and (self.max_in_flight is None or len(refs) < self.max_in_flight):
+                        job = queue.pop(0)
+                        on_start(job)
+                        refs[task.remote(job.to_json())] = job
+                    ready, _ = ray.wait(list(refs), num_returns=1)
+                    for ref in ready:
+                        on_result(_result(ray, ref, refs.pop(ref)))
+            except BaseException:
+                for ref in refs:
+                    ray.cancel(ref, force=True)
+                raise
+
+    def _prepare_nodes(self, ray: Any) -> list[str]:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+        prepare = ray.remote(_prepare_task)
+        refs = [
+            prepare.options(
+                num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+            ).remote(self.variant)
+            for n in nodes
+        ]
+        return [str(line) for line in ray.get(refs)]
+
+
+def _result(ray: Any, ref: Any, job: SessionJob) -> SessionResult:
+    """The task's result, or a failure naming why the task produced none (its worker died, ...)."""
+    try:
+        text = ray.get(ref)
+    except Exception as err:  # Ray's own errors (a worker died, a node was lost): the session failed
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return failed(job, f"Ray task failed: {type(err).__name__}: {first}")
+    return SessionResult.from_dict(json.loads(text))
