@@ -13,7 +13,7 @@ from xrseg.errors import InputError, RuntimeUnavailableError
 from xrseg.select.projection import project_gaze
 from xrseg.sources.clock import ClockMapping, split_ns, xr_time_value
 from xrseg.sources.openxr import GazeMode, gaze_mode_for
-from xrseg.sources.openxr_ext import (
+from xrseg.sources.openxr.extensions import (
     EYE_GAZE_EXT,
     FB_EYE_TRACKING_SOCIAL,
     KHR_CONVERT_TIMESPEC_TIME,
@@ -23,14 +23,14 @@ from xrseg.sources.openxr_ext import (
     Platform,
     select_extensions,
 )
-from xrseg.sources.openxr_pose import (
+from xrseg.sources.openxr.poses import (
     gaze_sample_from_fb,
     gaze_sample_from_location,
     head_gaze_sample,
     head_transform_from_location,
     transform_from_posef,
 )
-from xrseg.sources.openxr_state import SessionAction, SessionStateMachine, SessionTimeouts
+from xrseg.sources.openxr.states import SessionAction, SessionStateMachine, SessionTimeouts
 from xrseg.types import CameraModel
 
 Flags = xr.SpaceLocationFlags

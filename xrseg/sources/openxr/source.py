@@ -9,7 +9,7 @@ Usage::
 What it does, in order (see docs/headsets.md for which headsets give what):
 
 1. Lists the runtime's extensions (:func:`runtime_extensions`; no runtime -> :class:`RuntimeUnavailableError`)
-   and picks them with :func:`xrseg.sources.openxr_ext.select_extensions`.
+   and picks them with :func:`xrseg.sources.openxr.extensions.select_extensions`.
 2. Asks the system whether it really has an eye tracker through the ``next`` chain of
    ``xrGetSystemProperties`` (``XrSystemEyeGazeInteractionPropertiesEXT``, ``XrSystemEyeTrackingPropertiesFB``):
    runtimes may list XR_EXT_eye_gaze_interaction and still report no support. Without one, gaze falls back to
@@ -20,25 +20,24 @@ What it does, in order (see docs/headsets.md for which headsets give what):
 4. Creates the gaze pose action (``/user/eyes_ext/input/gaze_ext/pose`` on
    ``/interaction_profiles/ext/eye_gaze_interaction``) or an XR_FB eye tracker, and the VIEW and LOCAL (or
    STAGE) reference spaces.
-5. Loops: polls events into :class:`~xrseg.sources.openxr_state.SessionStateMachine`, paces itself
+5. Loops: polls events into :class:`~xrseg.sources.openxr.states.SessionStateMachine`, paces itself
    (``xrWaitFrame``/``xrBeginFrame``/``xrEndFrame`` with a graphics binding; a sleep at ``sample_rate_hz`` when
    headless, where ``xrWaitFrame`` may return display time 0 and ``xrBeginFrame`` is invalid) and locates the
    head (VIEW in the base space) and the gaze (in VIEW, so rays are in the head frame) at the current host time
    converted to XrTime through the convert-time extension.
 
-Every OpenXR failure surfaces as a named :mod:`xrseg.errors` exception chained to pyopenxr's.
+Every OpenXR failure surfaces as a named :mod:`xrseg.errors` exception chained to pyopenxr's
+(:func:`xrseg.sources.openxr.runtime.call`). The runtime's own parts are in :mod:`~xrseg.sources.openxr.runtime`,
+the gaze action and eye-tracker reads in :mod:`~xrseg.sources.openxr.gaze`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import enum
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -46,90 +45,31 @@ from typing import Any
 import xr
 
 from xrseg.errors import DeviceError, InputError, RuntimeUnavailableError
-from xrseg.sources.clock import ClockMapping, now_ns, split_ns, xr_time_value
-from xrseg.sources.openxr_ext import ExtensionPlan, Platform, select_extensions
-from xrseg.sources.openxr_pose import (
-    gaze_sample_from_fb,
-    gaze_sample_from_location,
-    head_gaze_sample,
-    head_transform_from_location,
+from xrseg.sources.clock import ClockMapping, now_ns, xr_time_value
+from xrseg.sources.openxr.extensions import ExtensionPlan, select_extensions
+from xrseg.sources.openxr.gaze import (
+    GazeAction,
+    attach_gaze_action,
+    create_gaze_action,
+    read_eye_gaze_ext,
+    read_fb_eye_gaze,
 )
-from xrseg.sources.openxr_state import SessionAction, SessionStateMachine, SessionTimeouts
+from xrseg.sources.openxr.poses import head_gaze_sample, head_transform_from_location
+from xrseg.sources.openxr.runtime import (
+    GazeMode,
+    call,
+    estimate_clock,
+    gaze_mode_for,
+    map_xr_error,
+    query_eye_tracking_support,
+    runtime_extensions,
+)
+from xrseg.sources.openxr.states import SessionAction, SessionStateMachine, SessionTimeouts
 from xrseg.types import GazeSample, HeadPose
 
 logger = logging.getLogger(__name__)
 
-EYE_GAZE_PROFILE = "/interaction_profiles/ext/eye_gaze_interaction"
-EYE_GAZE_POSE_PATH = "/user/eyes_ext/input/gaze_ext/pose"
-
-
-class GazeMode(enum.Enum):
-    EYE_GAZE_EXT = "XR_EXT_eye_gaze_interaction"
-    FB_EYE_TRACKING = "XR_FB_eye_tracking_social"
-    HEAD = "head"
-    """No eye tracker: the head's forward ray."""
-
-
-def no_runtime_message() -> str:
-    """The one line a user sees when no OpenXR runtime can be loaded."""
-    manifest = os.environ.get("XR_RUNTIME_JSON")
-    where = (
-        f"XR_RUNTIME_JSON={manifest} could not be loaded"
-        if manifest
-        else "XR_RUNTIME_JSON is unset and no active runtime is registered"
-    )
-    return (
-        f"no OpenXR runtime is installed or running ({where}); start Monado, SteamVR or the Meta/Varjo runtime, "
-        "or point XR_RUNTIME_JSON at a runtime manifest (XR_LOADER_DEBUG=all shows the loader's search)"
-    )
-
-
-def _quiet_loader() -> None:
-    """The OpenXR loader prints its search to stderr; keep it quiet unless the user asked for it."""
-    os.environ.setdefault("XR_LOADER_DEBUG", "none")
-
-
-def _map_xr_error(err: xr.XrException, what: str) -> Exception:
-    name = type(err).__name__
-    if isinstance(err, xr.RuntimeUnavailableError):
-        return RuntimeUnavailableError(no_runtime_message())
-    if isinstance(err, xr.FormFactorUnavailableError):
-        return DeviceError(f"{what}: no headset is connected to the OpenXR runtime (or it is asleep)")
-    if isinstance(err, xr.InstanceLostError):
-        return DeviceError(f"{what}: the OpenXR runtime stopped or crashed; restart it and xrseg ({name})")
-    if isinstance(err, xr.SessionLostError):
-        return DeviceError(f"{what}: the OpenXR runtime lost the headset (disconnected or asleep) ({name})")
-    if isinstance(err, xr.RuntimeFailureError) and what == "xrCreateInstance":
-        return RuntimeUnavailableError(f"the OpenXR runtime failed to start ({err})")
-    if isinstance(err, xr.RuntimeFailureError):
-        return DeviceError(f"{what}: the OpenXR runtime failed (stopped or crashed?): {name}: {err}")
-    return DeviceError(f"{what} failed: {name}: {err}")
-
-
-def call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call a pyopenxr function, turning its exceptions into xrseg's named ones (chained)."""
-    try:
-        return fn(*args, **kwargs)
-    except xr.XrException as err:
-        raise _map_xr_error(err, what) from err
-
-
-def runtime_extensions() -> list[str]:
-    """Names of the instance extensions the active runtime offers.
-
-    Raises :class:`RuntimeUnavailableError` (from pyopenxr's ``xr.RuntimeUnavailableError``) when no runtime is
-    installed or running. Cheap: this is the check to run before opening anything else.
-    """
-    _quiet_loader()
-    try:
-        properties = xr.enumerate_instance_extension_properties()
-    except xr.RuntimeUnavailableError as err:
-        raise RuntimeUnavailableError(no_runtime_message()) from err
-    except xr.XrException as err:
-        raise RuntimeUnavailableError(f"the OpenXR loader failed: {type(err).__name__}: {err}") from err
-    except OSError as err:  # the loader library itself could not be loaded
-        raise RuntimeUnavailableError(f"the OpenXR loader could not be loaded: {err}") from err
-    return [bytes(p.extension_name).decode("utf-8", "replace") for p in properties]
+__all__ = ["OpenXROptions", "OpenXRSource"]
 
 
 @dataclass(frozen=True)
@@ -147,39 +87,6 @@ class OpenXROptions:
             raise InputError(f"reference_space must be 'local' or 'stage', got {self.reference_space!r}")
         if not self.sample_rate_hz > 0:
             raise InputError(f"sample_rate_hz must be positive, got {self.sample_rate_hz}")
-
-
-def gaze_mode_for(plan: ExtensionPlan, eye_gaze_supported: bool, fb_supported: bool) -> GazeMode:
-    """Pick the gaze source from the enabled extensions and what the system properties report."""
-    if plan.eye_gaze_ext and eye_gaze_supported:
-        return GazeMode.EYE_GAZE_EXT
-    if plan.fb_eye_tracking and fb_supported:
-        return GazeMode.FB_EYE_TRACKING
-    return GazeMode.HEAD
-
-
-def query_eye_tracking_support(instance: xr.Instance, system_id: int, plan: ExtensionPlan) -> tuple[bool, bool]:
-    """(eye_gaze_interaction supported, FB eye tracking supported) through xrGetSystemProperties' next chain."""
-    eye_gaze = xr.SystemEyeGazeInteractionPropertiesEXT()
-    fb = xr.SystemEyeTrackingPropertiesFB()
-    chain: list[ctypes.Structure] = []
-    if plan.eye_gaze_ext:
-        chain.append(eye_gaze)
-    if plan.fb_eye_tracking:
-        chain.append(fb)
-    properties = xr.SystemProperties()
-    previous: ctypes.Structure = properties
-    for struct in chain:
-        previous.next = ctypes.cast(ctypes.pointer(struct), ctypes.c_void_p)
-        previous = struct
-    result = xr.check_result(
-        xr.Result(xr.raw_functions.xrGetSystemProperties(instance, system_id, ctypes.byref(properties)))
-    )
-    if result.is_exception():
-        raise _map_xr_error(result, "xrGetSystemProperties") from result
-    name = bytes(properties.system_name).decode("utf-8", "replace")
-    logger.info("OpenXR system: %s (vendor 0x%x)", name, int(properties.vendor_id))
-    return bool(eye_gaze.supports_eye_gaze_interaction), bool(fb.supports_eye_tracking)
 
 
 class OpenXRSource:
@@ -204,8 +111,7 @@ class OpenXRSource:
         self._blend_mode: Any = xr.EnvironmentBlendMode.OPAQUE
         self._view_space: Any = None
         self._base_space: Any = None
-        self._action_set: Any = None
-        self._gaze_action: Any = None
+        self._gaze_action: GazeAction | None = None
         self._gaze_space: Any = None
         self._fb_tracker: Any = None
         self._graphics: Any = None
@@ -230,7 +136,7 @@ class OpenXRSource:
             self._exit_stack.close()
         except xr.XrException as err:
             if exc is None:
-                raise _map_xr_error(err, "OpenXR clean-up") from err
+                raise map_xr_error(err, "OpenXR clean-up") from err
             logger.warning("OpenXR clean-up failed after an earlier error: %s", err)
 
     def stop(self) -> None:
@@ -276,13 +182,13 @@ class OpenXRSource:
             else (xr.ViewConfigurationType.PRIMARY_STEREO)
         )
         if self.gaze_mode is GazeMode.EYE_GAZE_EXT:
-            self._create_gaze_action()
+            self._gaze_action = create_gaze_action(self._instance, self._exit_stack)
         self._create_session(plan)
         self._create_spaces()
         if self.gaze_mode is GazeMode.FB_EYE_TRACKING:
             self._fb_tracker = call("xrCreateEyeTrackerFB", xr.create_eye_tracker_fb, self._session)
             self._exit_stack.callback(xr.destroy_eye_tracker_fb, self._fb_tracker)
-        self.clock = self._estimate_clock(plan)
+        self.clock = estimate_clock(self._instance, plan)
         self._machine = SessionStateMachine(now_ns(), self.options.timeouts)
 
     def _create_session(self, plan: ExtensionPlan) -> None:
@@ -301,20 +207,8 @@ class OpenXRSource:
                 self._blend_mode = xr.EnvironmentBlendMode(modes[0])
         self._session = call("xrCreateSession", xr.create_session, self._instance, create_info)
         self._exit_stack.callback(xr.destroy_session, self._session)
-        if self._action_set is not None:
-            call(
-                "xrAttachSessionActionSets",
-                xr.attach_session_action_sets,
-                self._session,
-                xr.SessionActionSetsAttachInfo(action_sets=[self._action_set]),
-            )
-            self._gaze_space = call(
-                "xrCreateActionSpace",
-                xr.create_action_space,
-                self._session,
-                xr.ActionSpaceCreateInfo(action=self._gaze_action, pose_in_action_space=xr.Posef()),
-            )
-            self._exit_stack.callback(xr.destroy_space, self._gaze_space)
+        if self._gaze_action is not None:
+            self._gaze_space = attach_gaze_action(self._session, self._gaze_action, self._exit_stack)
 
     def _create_gl_binding(self) -> Any:
         """A hidden 1x1 GLFW window's OpenGL context as the session's graphics binding (never shown)."""
@@ -337,45 +231,13 @@ class OpenXRSource:
             graphics = OpenGLGraphics(self._instance, self._system_id, context)
         except xr.XrException as err:
             context.destroy()
-            raise _map_xr_error(err, "xrGetOpenGLGraphicsRequirementsKHR") from err
+            raise map_xr_error(err, "xrGetOpenGLGraphicsRequirementsKHR") from err
         except RuntimeError as err:
             context.destroy()
             raise DeviceError(f"no usable OpenGL binding for the OpenXR session: {err}") from err
         self._graphics = graphics
         self._exit_stack.callback(graphics.destroy)
         return graphics.graphics_binding.pointer
-
-    def _create_gaze_action(self) -> None:
-        self._action_set = call(
-            "xrCreateActionSet",
-            xr.create_action_set,
-            self._instance,
-            xr.ActionSetCreateInfo(
-                action_set_name="xrseg_gaze", localized_action_set_name="xrseg gaze", priority=0
-            ),
-        )
-        self._exit_stack.callback(xr.destroy_action_set, self._action_set)
-        self._gaze_action = call(
-            "xrCreateAction",
-            xr.create_action,
-            self._action_set,
-            xr.ActionCreateInfo(
-                action_type=xr.ActionType.POSE_INPUT, action_name="eye_gaze", localized_action_name="Eye gaze"
-            ),
-        )
-        binding = xr.ActionSuggestedBinding(
-            action=self._gaze_action,
-            binding=call("xrStringToPath", xr.string_to_path, self._instance, EYE_GAZE_POSE_PATH),
-        )
-        call(
-            "xrSuggestInteractionProfileBindings",
-            xr.suggest_interaction_profile_bindings,
-            self._instance,
-            xr.InteractionProfileSuggestedBinding(
-                interaction_profile=call("xrStringToPath", xr.string_to_path, self._instance, EYE_GAZE_PROFILE),
-                suggested_bindings=[binding],
-            ),
-        )
 
     def _create_spaces(self) -> None:
         available = {
@@ -399,38 +261,6 @@ class OpenXRSource:
                 self._view_space = space
             else:
                 self._base_space = space
-
-    def _estimate_clock(self, plan: ExtensionPlan) -> ClockMapping | None:
-        if plan.time_conversion is None:
-            logger.warning(
-                "no convert-time extension: poses are stamped from predicted display times (approximate)"
-            )
-            return None
-        if Platform.current() is Platform.WINDOWS:
-            return ClockMapping.estimate(self._sample_clock_windows)
-        return ClockMapping.estimate(self._sample_clock_timespec)
-
-    def _sample_clock_timespec(self) -> tuple[int, int]:
-        host = now_ns()
-        seconds, nanoseconds = split_ns(host)
-        xr_time = call(
-            "xrConvertTimespecTimeToTimeKHR",
-            xr.convert_timespec_time_to_time_khr,
-            self._instance,
-            xr.timespec(seconds, nanoseconds),
-        )
-        return host, xr_time_value(xr_time)
-
-    def _sample_clock_windows(self) -> tuple[int, int]:  # pragma: no cover - Windows only
-        counter = ctypes.c_int64()
-        frequency = ctypes.c_int64()
-        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
-        kernel32.QueryPerformanceFrequency(ctypes.byref(frequency))
-        kernel32.QueryPerformanceCounter(ctypes.byref(counter))
-        host = counter.value * 1_000_000_000 // frequency.value
-        convert = xr.convert_win32_performance_counter_to_time_khr
-        xr_time = call("xrConvertWin32PerformanceCounterToTimeKHR", convert, self._instance, counter)
-        return host, xr_time_value(xr_time)
 
     # -- the loop ------------------------------------------------------------------------------------------
 
@@ -470,7 +300,7 @@ class OpenXRSource:
             except xr.EventUnavailable:
                 return
             except xr.XrException as err:
-                raise _map_xr_error(err, "xrPollEvent") from err
+                raise map_xr_error(err, "xrPollEvent") from err
             self._apply(machine.handle(event))
 
     def _apply(self, actions: tuple[SessionAction, ...]) -> None:
@@ -543,67 +373,16 @@ class OpenXRSource:
         if clock is None:
             return None
         if self.gaze_mode is GazeMode.EYE_GAZE_EXT:
-            if not machine.focused:
+            if not machine.focused or self._gaze_action is None:
                 return None
-            try:
-                xr.sync_actions(
-                    self._session,
-                    xr.ActionsSyncInfo(
-                        active_action_sets=[
-                            xr.ActiveActionSet(action_set=self._action_set, subaction_path=xr.NULL_PATH)
-                        ]
-                    ),
-                )
-            except xr.SessionNotFocused:
-                return None
-            except xr.XrException as err:
-                raise _map_xr_error(err, "xrSyncActions") from err
-            state = call(
-                "xrGetActionStatePose",
-                xr.get_action_state_pose,
-                self._session,
-                xr.ActionStateGetInfo(action=self._gaze_action),
+            return read_eye_gaze_ext(
+                self._session, self._gaze_action, self._gaze_space, self._view_space, xr_time, clock
             )
-            if not state.is_active:
-                return None
-            sample_time = xr.EyeGazeSampleTimeEXT()
-            location = xr.SpaceLocation(next=ctypes.cast(ctypes.pointer(sample_time), ctypes.c_void_p))
-            result = xr.check_result(
-                xr.Result(
-                    xr.raw_functions.xrLocateSpace(
-                        self._gaze_space, self._view_space, xr_time, ctypes.byref(location)
-                    )
-                )
-            )
-            if result.is_exception():
-                raise _map_xr_error(result, "xrLocateSpace(eye gaze)") from result
-            sample_xr_time = xr_time_value(sample_time.time) or xr_time
-            return gaze_sample_from_location(location, clock.to_host_ns(sample_xr_time))
         if self.gaze_mode is GazeMode.FB_EYE_TRACKING:
-            gazes = call(
-                "xrGetEyeGazesFB",
-                xr.get_eye_gazes_fb,
-                self._fb_tracker,
-                xr.EyeGazesInfoFB(base_space=self._view_space, time=xr_time),
-            )
-            sample_xr_time = xr_time_value(gazes.time) or xr_time
-            return gaze_sample_from_fb(gazes, clock.to_host_ns(sample_xr_time))
+            return read_fb_eye_gaze(self._fb_tracker, self._view_space, xr_time, clock)
         if not head_valid:
             return None
         if not self._warned_head_gaze:
             self._warned_head_gaze = True
             logger.warning("streaming head gaze (the view's forward ray): no eye tracker")
         return head_gaze_sample(host_ns)
-
-
-__all__ = [
-    "EYE_GAZE_POSE_PATH",
-    "EYE_GAZE_PROFILE",
-    "GazeMode",
-    "OpenXROptions",
-    "OpenXRSource",
-    "gaze_mode_for",
-    "no_runtime_message",
-    "query_eye_tracking_support",
-    "runtime_extensions",
-]
