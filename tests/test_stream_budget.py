@@ -3,7 +3,8 @@
 The server runs in its own process (so its peak RSS, ``VmHWM``, is its own) with a trivial encoder: what is
 measured is the transport. Three clients each send requests of 8 frames of just under the per-frame limit
 (over the per-request total), the shape of issue 15's flood at a smaller frame size, and a ping must still be
-answered afterwards.
+answered afterwards. A hostile client sends one message of far more frames than the protocol allows (ZeroMQ
+buffers all of it before the server sees any): the memory guard must drop the connections within the budget.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ FRAMES_PER_REQUEST = 8
 MAX_QUEUED_PER_CLIENT = 1
 SLACK_BYTES = 200 << 20
 """Allowed on top of the stated budget (the acceptance criterion of issue 15)."""
+MEMORY_BUDGET_BYTES = 256 << 20
+"""The server's memory guard: growth over this drops every connection."""
+HOSTILE_FRAMES = 64
+"""A message of 64 frames of 8 MiB (512 MiB, twice the guard's budget), each frame within the frame limit."""
 
 SERVER = """
 import sys, threading
@@ -40,12 +45,15 @@ class ZeroEncoder:
         return ImageEmbedding(np.zeros((1, 256, 64, 64), np.float32), rgb.shape[:2], (1024, 1024))
 
 limits = Limits(max_payload_bytes=int(sys.argv[1]), max_total_bytes=int(sys.argv[2]))
-server = EncoderServer(ZeroEncoder(), "tcp://127.0.0.1:*", limits=limits, max_queued_per_client=int(sys.argv[3]))
+server = EncoderServer(
+    ZeroEncoder(), "tcp://127.0.0.1:*", limits=limits, max_queued_per_client=int(sys.argv[3]),
+    memory_budget_bytes=int(sys.argv[4]),
+)
 print(server.endpoint, flush=True)
 stop = threading.Event()
 threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
 server.serve(stop)
-print(server.stats.as_dict()["errors"], flush=True)
+print(server.stats.as_dict()["connection_resets"], flush=True)
 server.close()
 """
 
@@ -81,36 +89,91 @@ def _flood(endpoint: str, replies: list[dict[str, object]]) -> None:
         sock.close(linger=0)
 
 
-def test_server_memory_stays_within_its_budget_under_a_flood() -> None:
-    args = [str(LIMITS.max_payload_bytes), str(LIMITS.max_total_bytes), str(MAX_QUEUED_PER_CLIENT)]
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVER, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+def _hostile_until_dropped(endpoint: str) -> bool:
+    """Send one message of ``HOSTILE_FRAMES`` frames; True once the server dropped the connection (a socket
+    monitor's ``DISCONNECTED``), False if it never did (60 s: a guard against a hang, not a timing check)."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    sock.connect(endpoint)
     try:
-        assert server.stdout is not None and server.stdin is not None
-        endpoint = server.stdout.readline().strip()
-        baseline = _status_bytes(server.pid, "VmRSS")
+        sock.send_multipart([bytes(FRAME_BYTES)] * HOSTILE_FRAMES, copy=False)
+        return bool(monitor.poll(60_000))
+    finally:
+        sock.disable_monitor()
+        monitor.close(linger=0)
+        sock.close(linger=0)
+
+
+def _ping(endpoint: str) -> dict[str, object]:
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    try:
+        sock.send_multipart(ping_frames("after-flood"))
+        assert sock.poll(30_000), "the server stopped answering after the flood"
+        return dict(json.loads(sock.recv_multipart()[0]))
+    finally:
+        sock.close(linger=0)
+
+
+class ServerProcess:
+    """The server in a process of its own; :meth:`stop` returns how many times its guard dropped connections."""
+
+    def __init__(self) -> None:
+        args = [str(LIMITS.max_payload_bytes), str(LIMITS.max_total_bytes), str(MAX_QUEUED_PER_CLIENT)]
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", SERVER, *args, str(MEMORY_BUDGET_BYTES)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.endpoint = self.process.stdout.readline().strip()
+        self.baseline = _status_bytes(self.process.pid, "VmRSS")
+
+    def peak_growth(self) -> int:
+        return _status_bytes(self.process.pid, "VmHWM") - self.baseline
+
+    def stop(self) -> int:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.close()
+        resets = int(self.process.stdout.readline())
+        self.process.wait(timeout=60)
+        return resets
+
+
+def test_a_message_of_too_many_frames_is_dropped_within_the_guard_budget() -> None:
+    server = ServerProcess()
+    try:
+        dropped = _hostile_until_dropped(server.endpoint)
+        growth = server.peak_growth()
+        assert _ping(server.endpoint)["type"] == "pong"
+    finally:
+        resets = server.stop()
+    print(
+        f"hostile message: server RSS grew by {growth / 2**20:.0f} MiB (guard budget 256 MiB), {resets} reset(s)"
+    )
+    assert dropped and resets >= 1
+    assert growth < MEMORY_BUDGET_BYTES + SLACK_BYTES
+
+
+def test_server_memory_stays_within_its_budget_under_a_flood() -> None:
+    server = ServerProcess()
+    try:
         replies: list[dict[str, object]] = []
-        threads = [threading.Thread(target=_flood, args=(endpoint, replies)) for _ in range(CLIENTS)]
+        threads = [threading.Thread(target=_flood, args=(server.endpoint, replies)) for _ in range(CLIENTS)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=120)
-        peak = _status_bytes(server.pid, "VmHWM")
-        sock = zmq.Context.instance().socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(endpoint)
-        sock.send_multipart(ping_frames("after-flood"))
-        assert sock.poll(30_000), "the server stopped answering after the flood"
-        assert json.loads(sock.recv_multipart()[0])["type"] == "pong"
-        sock.close(linger=0)
+        growth = server.peak_growth()
+        assert _ping(server.endpoint)["type"] == "pong"
     finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        server.wait(timeout=60)
+        resets = server.stop()
+    assert resets == 0, "well-formed requests within the budget tripped the guard"
     assert len(replies) == CLIENTS * REQUESTS_PER_CLIENT
     assert all(r["type"] == "error" and r["code"] == "too_large" for r in replies)
-    growth = peak - baseline
     budget_mib = budget_bytes(CLIENTS) / 2**20
-    print(f"server RSS {baseline / 2**20:.0f} MiB -> peak {peak / 2**20:.0f} MiB (budget {budget_mib:.0f} MiB)")
+    print(f"server RSS {server.baseline / 2**20:.0f} MiB + {growth / 2**20:.0f} MiB (budget {budget_mib:.0f} MiB)")
     assert growth < budget_bytes(CLIENTS) + SLACK_BYTES

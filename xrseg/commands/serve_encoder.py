@@ -42,6 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="complete requests a client may have waiting before the server stops reading it (default 1)",
     )
     parser.add_argument(
+        "--memory-budget-mib",
+        type=float,
+        default=1024.0,
+        help="memory the server may take on top of its warmed-up model before it drops every connection "
+        "(default 1024): the bound that holds whatever clients send, docs/protocol.md",
+    )
+    parser.add_argument(
         "--make-keys", type=Path, metavar="DIR", help="write server and client CURVE certificates to DIR and exit"
     )
     parser.set_defaults(func=_serve)
@@ -74,6 +81,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise InputError("--curve-clients needs --curve-secret")
     curve = None if args.curve_secret is None else CurveServerKeys(args.curve_secret, args.curve_clients)
 
+    import numpy as np
+
     from xrseg.sam.engine import SamEngine
     from xrseg.stream.encoder_server import EncoderServer, check_bind_security
 
@@ -81,8 +90,11 @@ def _serve(args: argparse.Namespace) -> int:
     limits = request_limits(args.max_request_mib)
     if args.max_queued_per_client < 1:
         raise InputError(f"--max-queued-per-client must be >= 1, got {args.max_queued_per_client}")
+    if not args.memory_budget_mib > 0:
+        raise InputError(f"--memory-budget-mib must be > 0, got {args.memory_budget_mib}")
 
     engine = SamEngine.from_cache(providers=args.providers, threads=args.threads)
+    engine.encode(np.zeros((64, 64, 3), np.uint8))  # warm up: the runtime's buffers belong to the baseline
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -97,6 +109,7 @@ def _serve(args: argparse.Namespace) -> int:
         curve=curve,
         allow_insecure=args.insecure,
         max_queued_per_client=args.max_queued_per_client,
+        memory_budget_bytes=int(args.memory_budget_mib * 2**20),
     )
     with server:
         print(f"listening on {server.endpoint}", flush=True)
