@@ -21,6 +21,15 @@ import numpy.typing as npt
 from xrseg import jsonsafe
 from xrseg.errors import InputError, SessionError
 from xrseg.session import images
+from xrseg.session.decode import (
+    event_from_json,
+    frame_from_json,
+    gaze_from_json,
+    head_pose_from_json,
+    header_from_json,
+    object_from_json,
+    target_from_json,
+)
 from xrseg.session.format import (
     CLOSED_FILE,
     EVENTS_FILE,
@@ -34,13 +43,6 @@ from xrseg.session.format import (
     FrameRecord,
     GroundTruthObject,
     SessionHeader,
-    event_from_json,
-    frame_from_json,
-    gaze_from_json,
-    head_pose_from_json,
-    header_from_json,
-    object_from_json,
-    target_from_json,
 )
 from xrseg.session.jsonl import read_jsonl
 from xrseg.types import CameraModel, Frame, GazeSample, HeadPose, InputEvent

@@ -30,7 +30,8 @@ import numpy.typing as npt
 
 from xrseg import jsonsafe
 from xrseg.errors import InputError, SessionError
-from xrseg.session.format import SessionHeader, camera_from_json, transform_from_json
+from xrseg.session.decode import camera_from_json, transform_from_json
+from xrseg.session.format import SessionHeader
 from xrseg.session.writer import SessionWriter
 from xrseg.types import CameraModel, GazeRay, GazeSample, Transform
 
