@@ -102,6 +102,28 @@ class PromptMiss:
     miss_counts: tuple[tuple[str, int], ...] = field(default=())
 
 
+@dataclass
+class _Projected:
+    """What became of a fixation's samples on one keyframe, filled in while projecting: the keyframe pixels
+    ((x, y) each) of those that landed, each one's depth source and world hit (3 float64, None unless from the
+    depth image), and the others counted by reason."""
+
+    pixels: list[tuple[float, float]] = field(default_factory=list)
+    sources: list[DepthSource] = field(default_factory=list)
+    world_hits: list[Vec3 | None] = field(default_factory=list)
+    misses: Counter[str] = field(default_factory=Counter)
+
+
+def _depth_summary(projected: _Projected, inliers: npt.NDArray[np.intp]) -> tuple[DepthSource, Vec3 | None]:
+    """The inliers' most common depth source (ties to the preferred one) and median depth-image hit (or None)."""
+    inlier_sources = Counter(projected.sources[i] for i in inliers)
+    best = max(inlier_sources.values())
+    depth_source = next(s for s in _SOURCE_PREFERENCE if inlier_sources.get(s, 0) == best)
+    hits = [hit for hit in (projected.world_hits[i] for i in inliers) if hit is not None]
+    point_world = _read_only(np.median(np.stack(hits), axis=0)) if hits else None
+    return depth_source, point_world
+
+
 class Prompter:
     """Makes point prompts from a fixation's gaze samples.
 
@@ -165,47 +187,18 @@ class Prompter:
         """
         world_from_camera = as_transform(keyframe_world_from_camera, "keyframe_world_from_camera")
         projector = GazeProjector(world_from_camera, camera, depth_m, self.fallback_depth_m, self.max_range_m)
-        misses: Counter[str] = Counter()
-        pixels: list[tuple[float, float]] = []
-        sources: list[DepthSource] = []
-        world_hits: list[Vec3 | None] = []
-        posed: list[tuple[GazeSample, Transform]] = []
-        for sample in samples:
-            if not sample.usable:
-                misses["invalid_sample"] += 1
-                continue
-            world_from_head = head_poses.at(sample.timestamp_ns, max_extrapolation_ns=self.max_pose_gap_ns)
-            if world_from_head is None:
-                misses["no_head_pose"] += 1
-                continue
-            posed.append((sample, world_from_head))
-        projections = projector.project_many(
-            [s.ray for s, _ in posed], [pose for _, pose in posed], [s.vergence_depth_m for s, _ in posed]
-        )
-        for projection in projections:
-            if projection.miss is not None or projection.pixel_xy is None or projection.depth_source is None:
-                misses[projection.miss.value if projection.miss is not None else "no_pixel"] += 1
-                continue
-            pixels.append(projection.pixel_xy)
-            sources.append(projection.depth_source)
-            world_hits.append(
-                projection.point_world_m if projection.depth_source is DepthSource.DEPTH_IMAGE else None
-            )
-
+        projected = self._project(samples, head_poses, projector)
         total = len(samples)
-        missed = sum(misses.values())
-        counts = tuple(sorted(misses.items()))
-        if not pixels:
+        missed = sum(projected.misses.values())
+        counts = tuple(sorted(projected.misses.items()))
+        if not projected.pixels:
             detail = ", ".join(f"{name} {count}" for name, count in counts) or "no samples"
             reason = f"none of the {total} gaze samples landed on the keyframe ({detail})"
             logger.debug(reason)
             return PromptMiss(reason=reason, samples_total=total, samples_missed=missed, miss_counts=counts)
 
-        xy = np.asarray(pixels, dtype=np.float64)
-        median = np.median(xy, axis=0)
-        distances = np.linalg.norm(xy - median, axis=1)
-        threshold = max(self.outlier_k * _MAD_TO_SIGMA * float(np.median(distances)), self.outlier_floor_px)
-        inliers = np.flatnonzero(distances <= threshold)
+        xy = np.asarray(projected.pixels, dtype=np.float64)
+        inliers = self._inliers(xy)
         inlier_xy = xy[inliers]
         gaze = np.median(inlier_xy, axis=0)
 
@@ -218,13 +211,7 @@ class Prompter:
         labels = np.concatenate(
             [np.ones(len(positives), dtype=np.int32), np.zeros(len(negatives), dtype=np.int32)]
         )
-
-        inlier_sources = Counter(sources[i] for i in inliers)
-        best = max(inlier_sources.values())
-        depth_source = next(s for s in _SOURCE_PREFERENCE if inlier_sources.get(s, 0) == best)
-        hits = [hit for hit in (world_hits[i] for i in inliers) if hit is not None]
-        point_world = _read_only(np.median(np.stack(hits), axis=0)) if hits else None
-
+        depth_source, point_world = _depth_summary(projected, inliers)
         return Prompt(
             points_xy=_read_only(points.astype(np.float32)),
             labels=_read_only(labels),
@@ -233,8 +220,44 @@ class Prompter:
             point_world_m=point_world,
             samples_used=int(inliers.size),
             samples_missed=missed,
-            samples_outliers=int(len(pixels) - inliers.size),
+            samples_outliers=int(len(projected.pixels) - inliers.size),
         )
+
+    def _project(
+        self, samples: Sequence[GazeSample], head_poses: PoseTrack, projector: GazeProjector
+    ) -> _Projected:
+        """Each usable sample with a head pose, projected onto the keyframe; the others counted by reason."""
+        projected = _Projected()
+        posed: list[tuple[GazeSample, Transform]] = []
+        for sample in samples:
+            if not sample.usable:
+                projected.misses["invalid_sample"] += 1
+                continue
+            world_from_head = head_poses.at(sample.timestamp_ns, max_extrapolation_ns=self.max_pose_gap_ns)
+            if world_from_head is None:
+                projected.misses["no_head_pose"] += 1
+                continue
+            posed.append((sample, world_from_head))
+        projections = projector.project_many(
+            [s.ray for s, _ in posed], [pose for _, pose in posed], [s.vergence_depth_m for s, _ in posed]
+        )
+        for projection in projections:
+            if projection.miss is not None or projection.pixel_xy is None or projection.depth_source is None:
+                projected.misses[projection.miss.value if projection.miss is not None else "no_pixel"] += 1
+                continue
+            projected.pixels.append(projection.pixel_xy)
+            projected.sources.append(projection.depth_source)
+            projected.world_hits.append(
+                projection.point_world_m if projection.depth_source is DepthSource.DEPTH_IMAGE else None
+            )
+        return projected
+
+    def _inliers(self, xy: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
+        """Indices of the Nx2 float64 pixels within the outlier threshold of their median (see the class)."""
+        median = np.median(xy, axis=0)
+        distances = np.linalg.norm(xy - median, axis=1)
+        threshold = max(self.outlier_k * _MAD_TO_SIGMA * float(np.median(distances)), self.outlier_floor_px)
+        return np.flatnonzero(distances <= threshold)
 
     def _spread_positives(
         self, gaze_xy: npt.NDArray[np.float64], inlier_xy: npt.NDArray[np.float64]
