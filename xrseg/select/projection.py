@@ -129,10 +129,24 @@ def _march_depth_many(
     signed_all = signed_all.reshape(rays, count)
     known_all = known_all.reshape(rays, count)
 
-    # Per ray: the first crossing (a known sample in front, then, ignoring holes, a known sample behind the
-    # surface) that is not deeper than the surface thickness; deeper ones passed behind an occluder.
+    brackets = _first_crossings(ranges, signed_all, known_all)
+    _refine_brackets(camera, depth_m, origins_c, directions_c, brackets)
+    for ray, (lo, hi, f_lo, f_hi) in brackets.items():
+        # Secant inside the final bracket (exact for a plane seen through one pixel's depth).
+        result[ray] = lo + (hi - lo) * (-f_lo) / (f_hi - f_lo) if f_hi - f_lo > 1e-12 else hi
+    return result
+
+
+def _first_crossings(
+    ranges: npt.NDArray[np.float64], signed_all: npt.NDArray[np.float64], known_all: npt.NDArray[np.bool_]
+) -> dict[int, list[float]]:
+    """Per ray (RxC signed distances behind the surface and known flags at the C march ``ranges``): the bracket
+    [near range, far range, near signed, far signed] of its first surface crossing; rays without one are absent.
+    """
+    # The first crossing (a known sample in front, then, ignoring holes, a known sample behind the surface) that
+    # is not deeper than the surface thickness; deeper ones passed behind an occluder.
     brackets: dict[int, list[float]] = {}
-    for ray in range(rays):
+    for ray in range(signed_all.shape[0]):
         known_idx = np.flatnonzero(known_all[ray])
         if known_idx.size < 2:
             continue
@@ -145,7 +159,17 @@ def _march_depth_many(
                 continue
             brackets[ray] = [float(ranges[lo_i]), float(ranges[hi_i]), float(signed[lo_i]), float(signed[hi_i])]
             break
+    return brackets
 
+
+def _refine_brackets(
+    camera: CameraModel,
+    depth_m: npt.NDArray[np.float32],
+    origins_c: npt.NDArray[np.float64],
+    directions_c: npt.NDArray[np.float64],
+    brackets: dict[int, list[float]],
+) -> None:
+    """Narrow every ray's bracket in place, :data:`_REFINE_ROUNDS` rounds of one depth lookup each."""
     active = list(brackets)
     for _ in range(_REFINE_ROUNDS):
         if not active:
@@ -172,13 +196,8 @@ def _march_depth_many(
                 lo, f_lo = float(inner[row, front_inner[-1]]), float(f_inner[front_inner[-1]])
             brackets[ray] = [lo, hi, f_lo, f_hi]
             if behind_inner.size or front_inner.size:
-                still_open.append(ray)  # all holes: settle this one with the secant below
+                still_open.append(ray)  # all holes: settle this one with the secant
         active = still_open
-
-    for ray, (lo, hi, f_lo, f_hi) in brackets.items():
-        # Secant inside the final bracket (exact for a plane seen through one pixel's depth).
-        result[ray] = lo + (hi - lo) * (-f_lo) / (f_hi - f_lo) if f_hi - f_lo > 1e-12 else hi
-    return result
 
 
 def _check_rigid(value: npt.ArrayLike, name: str) -> Transform:
