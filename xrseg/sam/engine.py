@@ -78,6 +78,46 @@ def _session(path: Path, config: EngineConfig) -> object:
         raise ModelError(f"cannot load {path.name}: {str(err).splitlines()[0]}") from err
 
 
+def _prompt_points(
+    points: npt.ArrayLike | None,
+    labels: npt.ArrayLike | None,
+    box: npt.ArrayLike | None,
+    original_size: tuple[int, int],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The decoder's point tokens: Nx2 float32 (x, y) original pixels and N float32 labels, the box as two corner
+    points (labels 2, 3) or, without a box, a padding point (label -1) as Segment Anything does."""
+    pts, lab = _as_points(points, labels)
+    _check_in_image("point", pts, original_size)
+    if box is not None:
+        corners = np.asarray(box, dtype=np.float32)
+        if corners.shape != (4,) or not np.all(np.isfinite(corners)):
+            raise InputError(f"box must be 4 finite floats (x0, y0, x1, y1), got {corners!r}")
+        if corners[2] <= corners[0] or corners[3] <= corners[1]:
+            raise InputError(f"box must have x1 > x0 and y1 > y0, got {corners.tolist()}")
+        _check_in_image("box corner", corners.reshape(2, 2), original_size)
+        pts = np.concatenate([pts, corners.reshape(2, 2)])
+        lab = np.concatenate([lab, np.array([2.0, 3.0], np.float32)])
+    elif len(pts) > 0:
+        # Segment Anything pads point-only prompts with a "not a point" entry.
+        pts = np.concatenate([pts, np.zeros((1, 2), np.float32)])
+        lab = np.concatenate([lab, np.array([-1.0], np.float32)])
+    if len(pts) == 0:
+        raise InputError("decode() needs at least one point or a box")
+    return pts, lab
+
+
+def _mask_prompt(
+    mask_input: npt.ArrayLike | None, no_mask: npt.NDArray[np.float32]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The decoder's mask input (1x1x256x256 float32 logits, ``no_mask`` when None) and its has-mask flag (1)."""
+    if mask_input is None:
+        return no_mask, np.zeros(1, np.float32)
+    mask = np.asarray(mask_input, dtype=np.float32).reshape(1, 1, *np.shape(mask_input)[-2:])
+    if mask.shape != no_mask.shape or not np.all(np.isfinite(mask)):
+        raise InputError(f"mask_input must be 256x256 finite float32 logits, got {np.shape(mask_input)}")
+    return mask, np.ones(1, np.float32)
+
+
 def _as_points(points: npt.ArrayLike | None, labels: npt.ArrayLike | None) -> tuple[np.ndarray, np.ndarray]:
     if points is None and labels is None:
         return np.zeros((0, 2), np.float32), np.zeros((0,), np.float32)
@@ -194,30 +234,8 @@ class SamEngine:
         if not isinstance(embedding, ImageEmbedding) or embedding.embedding.shape != transforms.EMBEDDING_SHAPE:
             raise InputError("embedding must be an ImageEmbedding from encode() (1x256x64x64 float32)")
         original_size, input_size = embedding.original_size, embedding.input_size
-        pts, lab = _as_points(points, labels)
-        _check_in_image("point", pts, original_size)
-        if box is not None:
-            corners = np.asarray(box, dtype=np.float32)
-            if corners.shape != (4,) or not np.all(np.isfinite(corners)):
-                raise InputError(f"box must be 4 finite floats (x0, y0, x1, y1), got {corners!r}")
-            if corners[2] <= corners[0] or corners[3] <= corners[1]:
-                raise InputError(f"box must have x1 > x0 and y1 > y0, got {corners.tolist()}")
-            _check_in_image("box corner", corners.reshape(2, 2), original_size)
-            pts = np.concatenate([pts, corners.reshape(2, 2)])
-            lab = np.concatenate([lab, np.array([2.0, 3.0], np.float32)])
-        elif len(pts) > 0:
-            # Segment Anything pads point-only prompts with a "not a point" entry.
-            pts = np.concatenate([pts, np.zeros((1, 2), np.float32)])
-            lab = np.concatenate([lab, np.array([-1.0], np.float32)])
-        if len(pts) == 0:
-            raise InputError("decode() needs at least one point or a box")
-        if mask_input is None:
-            mask, has_mask = self._no_mask, np.zeros(1, np.float32)
-        else:
-            mask = np.asarray(mask_input, dtype=np.float32).reshape(1, 1, *np.shape(mask_input)[-2:])
-            if mask.shape != self._no_mask.shape or not np.all(np.isfinite(mask)):
-                raise InputError(f"mask_input must be 256x256 finite float32 logits, got {np.shape(mask_input)}")
-            has_mask = np.ones(1, np.float32)
+        pts, lab = _prompt_points(points, labels, box, original_size)
+        mask, has_mask = _mask_prompt(mask_input, self._no_mask)
         feed = {
             "image_embeddings": embedding.embedding,
             "point_coords": transforms.points_to_model(pts, original_size, input_size)[None],
