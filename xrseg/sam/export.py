@@ -130,10 +130,43 @@ def _two_way_transformer(transformer: Any, keys: Any, key_pe: Any, point_embeddi
     return queries, keys
 
 
+def _embed_points(prompt_encoder: Any, coords: Any, labels: Any) -> Any:
+    """SAM's sparse prompt embedding: coords 1xNx2 model-frame pixels, labels 1xN -> 1xNxC."""
+    pe = prompt_encoder
+    coords = (coords + 0.5) / 1024.0
+    embedding = pe.pe_layer._pe_encoding(coords)
+    labels = labels.unsqueeze(-1).expand_as(embedding)
+    embedding = embedding * (labels != -1)
+    embedding = embedding + pe.not_a_point_embed.weight * (labels == -1)
+    for i in range(pe.num_point_embeddings):
+        embedding = embedding + pe.point_embeddings[i].weight * (labels == i)
+    return embedding
+
+
+def _upscaled_masks(decoder: Any, keys: Any, mask_tokens_out: Any) -> Any:
+    """The output upscaling as two per-token GEMMs and the hypernetwork product (``decoder`` the module built by
+    :func:`_decoder_module`, ``keys`` 4096xC image tokens, ``mask_tokens_out`` 1xMxC) -> 1xMx65536 logits."""
+    import torch
+    from torch.nn import functional as F  # noqa: N812 - PyTorch's own convention
+
+    md = decoder.mask_decoder
+    x = keys @ decoder.w1 + decoder.b1  # 4096 x (2*2*64): (ky1, kx1, c1)
+    x = x.reshape(4096 * 4, decoder.c1)
+    x = F.gelu(F.layer_norm(x, (decoder.c1,), decoder.n1_weight, decoder.n1_bias, decoder.n1_eps))
+    x = F.gelu(x @ decoder.w2 + decoder.b2)  # 16384 x (2*2*32): (ky2, kx2, c2)
+    x = x.reshape(4096 * 16, decoder.c2)
+    hyper_in = torch.stack(
+        [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], dim=1
+    )[0]  # 4 x 32
+    # 4 x 65536 logits in token-major order (h, w, ky1, kx1, ky2, kx2); the pixel shuffle to 256x256
+    # happens outside, for the masks that are returned (see xrseg.sam.transforms.unshuffle_low_res).
+    masks = (hyper_in @ x.transpose(0, 1)).reshape(1, md.num_mask_tokens, 64 * 64 * 16)
+    return masks
+
+
 def _decoder_module(sam: Any) -> Any:
     import torch
     from torch import nn
-    from torch.nn import functional as F  # noqa: N812 - PyTorch's own convention
 
     class Decoder(nn.Module):
         def __init__(self) -> None:
@@ -155,17 +188,6 @@ def _decoder_module(sam: Any) -> Any:
             self.c1 = conv1.out_channels
             self.c2 = conv2.out_channels
 
-        def _embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-            pe = self.prompt_encoder
-            coords = (coords + 0.5) / 1024.0
-            embedding = pe.pe_layer._pe_encoding(coords)
-            labels = labels.unsqueeze(-1).expand_as(embedding)
-            embedding = embedding * (labels != -1)
-            embedding = embedding + pe.not_a_point_embed.weight * (labels == -1)
-            for i in range(pe.num_point_embeddings):
-                embedding = embedding + pe.point_embeddings[i].weight * (labels == i)
-            return embedding
-
         def forward(
             self,
             image_embeddings: torch.Tensor,
@@ -175,7 +197,7 @@ def _decoder_module(sam: Any) -> Any:
             has_mask_input: torch.Tensor,
         ) -> tuple[torch.Tensor, torch.Tensor]:
             md = self.mask_decoder
-            sparse = self._embed_points(point_coords, point_labels)
+            sparse = _embed_points(self.prompt_encoder, point_coords, point_labels)
             dense = has_mask_input * self.prompt_encoder.mask_downscaling(mask_input) + (
                 1 - has_mask_input
             ) * self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
@@ -186,17 +208,7 @@ def _decoder_module(sam: Any) -> Any:
             iou_token_out = hs[0:1, :]
             mask_tokens_out = hs[None, 1 : 1 + md.num_mask_tokens, :]
 
-            x = keys @ self.w1 + self.b1  # 4096 x (2*2*64): (ky1, kx1, c1)
-            x = x.reshape(4096 * 4, self.c1)
-            x = F.gelu(F.layer_norm(x, (self.c1,), self.n1_weight, self.n1_bias, self.n1_eps))
-            x = F.gelu(x @ self.w2 + self.b2)  # 16384 x (2*2*32): (ky2, kx2, c2)
-            x = x.reshape(4096 * 16, self.c2)
-            hyper_in = torch.stack(
-                [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], dim=1
-            )[0]  # 4 x 32
-            # 4 x 65536 logits in token-major order (h, w, ky1, kx1, ky2, kx2); the pixel shuffle to 256x256
-            # happens outside, for the masks that are returned (see xrseg.sam.transforms.unshuffle_low_res).
-            masks = (hyper_in @ x.transpose(0, 1)).reshape(1, md.num_mask_tokens, 64 * 64 * 16)
+            masks = _upscaled_masks(self, keys, mask_tokens_out)
             iou_pred = md.iou_prediction_head(iou_token_out)
             return masks, iou_pred
 
