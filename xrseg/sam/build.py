@@ -239,6 +239,25 @@ def build_models(home: Path | None = None, *, force: bool = False, progress: boo
         manifest = None
     checkpoint, source = weights.ensure_checkpoint(models)
     files: dict[str, Any] = dict((manifest or {}).get("files", {}))
+    todo = _steps_to_run(models, manifest, force)
+    if todo:
+        _check_export_extra()
+    with tqdm(total=len(todo), desc="model build", unit="step", disable=not progress or not todo) as bar:
+        for step in todo:
+            bar.set_postfix_str(step.description)
+            files[step.output] = _run_step(models, step)
+            bar.update(1)
+    variants_changed = manifest is not None and (
+        manifest.get("default_variant") != DEFAULT_VARIANT or set(manifest.get("variants", {})) != set(VARIANTS)
+    )
+    if todo or manifest is None or source != "cache" or variants_changed:
+        write_json_atomic(manifest_path(home), _new_manifest(checkpoint, source, files))
+        return BuildReport(models, tuple(step.output for step in todo), source, manifest_rewritten=True)
+    return BuildReport(models, tuple(step.output for step in todo), source)
+
+
+def _steps_to_run(models: Path, manifest: dict[str, Any] | None, force: bool) -> list[Step]:
+    """The steps whose output is missing or not verified, and every step made from one of those, in order."""
     todo = [step for step in STEPS if force or file_status(models, step.output, manifest) != "ok"]
     # A rebuilt file invalidates everything made from it (STEPS is in dependency order). A re-fetched
     # checkpoint does not: its verified hash makes it the same file.
@@ -246,51 +265,43 @@ def build_models(home: Path | None = None, *, force: bool = False, progress: boo
     for step in STEPS:
         if todo_names.intersection(step.inputs):
             todo_names.add(step.output)
-    todo = [step for step in STEPS if step.output in todo_names]
-    if todo:
-        _check_export_extra()
-    with tqdm(total=len(todo), desc="model build", unit="step", disable=not progress or not todo) as bar:
-        for step in todo:
-            bar.set_postfix_str(step.description)
-            log.info("%s -> %s", step.description, step.output)
-            started = time.perf_counter()
-            tmp = models / f".{step.output}.partial"
-            try:
-                step.run(models, tmp)
-                os.replace(tmp, models / step.output)
-            finally:
-                tmp.unlink(missing_ok=True)
-            path = models / step.output
-            files[step.output] = {
-                "sha256": _file_sha256(path),
-                "bytes": path.stat().st_size,
-                "recipe": step.recipe,
-            }
-            log.info("%s took %.1f s", step.description, time.perf_counter() - started)
-            bar.update(1)
-    variants_changed = manifest is not None and (
-        manifest.get("default_variant") != DEFAULT_VARIANT or set(manifest.get("variants", {})) != set(VARIANTS)
-    )
-    if todo or manifest is None or source != "cache" or variants_changed:
-        from xrseg.sam.export import OPSET
+    return [step for step in STEPS if step.output in todo_names]
 
-        new_manifest = {
-            "format": MANIFEST_FORMAT,
-            "xrseg_version": __version__,
-            "opset": OPSET,
-            "checkpoint": {"file": checkpoint.name, "sha256": weights.CHECKPOINT_SHA256, "source": source},
-            "files": {name: files[name] for name in (s.output for s in STEPS)},
-            "variants": {
-                v.name: {"encoder": v.encoder, "decoder": v.decoder, "description": v.description}
-                for v in VARIANTS.values()
-            },
-            "default_variant": DEFAULT_VARIANT,
-            "tools": _tool_versions(),
-            "built_unix_s": int(time.time()),
-        }
-        write_json_atomic(manifest_path(home), new_manifest)
-        return BuildReport(models, tuple(step.output for step in todo), source, manifest_rewritten=True)
-    return BuildReport(models, tuple(step.output for step in todo), source)
+
+def _run_step(models: Path, step: Step) -> dict[str, Any]:
+    """Run one step into a temporary file renamed into place; return its manifest entry."""
+    log.info("%s -> %s", step.description, step.output)
+    started = time.perf_counter()
+    tmp = models / f".{step.output}.partial"
+    try:
+        step.run(models, tmp)
+        os.replace(tmp, models / step.output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    path = models / step.output
+    entry = {"sha256": _file_sha256(path), "bytes": path.stat().st_size, "recipe": step.recipe}
+    log.info("%s took %.1f s", step.description, time.perf_counter() - started)
+    return entry
+
+
+def _new_manifest(checkpoint: Path, source: str, files: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of a complete cache: every step's file entry, the variants, the tools that made them."""
+    from xrseg.sam.export import OPSET
+
+    return {
+        "format": MANIFEST_FORMAT,
+        "xrseg_version": __version__,
+        "opset": OPSET,
+        "checkpoint": {"file": checkpoint.name, "sha256": weights.CHECKPOINT_SHA256, "source": source},
+        "files": {name: files[name] for name in (s.output for s in STEPS)},
+        "variants": {
+            v.name: {"encoder": v.encoder, "decoder": v.decoder, "description": v.description}
+            for v in VARIANTS.values()
+        },
+        "default_variant": DEFAULT_VARIANT,
+        "tools": _tool_versions(),
+        "built_unix_s": int(time.time()),
+    }
 
 
 def _check_export_extra() -> None:
