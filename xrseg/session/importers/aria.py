@@ -264,16 +264,10 @@ def import_aria(
     frame_times = _frame_times(provider, stream, max_frames)
     gaze_all, gaze_source, origin = read_gaze(provider, mps)
     gaze = _overlap_or_raise(gaze_all, frame_times, origin)
-    stamps = frame_times + [s.timestamp_ns for s in gaze]
-    poses, pose_source = read_head_poses(provider, mps, device_from_cpf, stamps)
-    poses = _window(poses, frame_times[0], frame_times[-1])
-    if not poses:
-        poses, pose_source = fixed_head_poses(stamps), PoseSource.FIXED
+    poses, pose_source = _head_poses(provider, mps, device_from_cpf, frame_times, gaze)
     camera = rectifier.camera
     notes = (
-        f"Project Aria {'Gen 1' if gen1 else 'Gen 2'} {vrs_path.name}: RGB undistorted from Fisheye624 to a "
-        f"pinhole {camera.width_px}x{camera.height_px} f={camera.fx_px:g} px"
-        + (" (turned upright, 90 deg clockwise)" if gen1 else ""),
+        _camera_note(vrs_path.name, gen1, camera),
         f"gaze: {gaze_source.value} ({origin})",
         f"head poses: {pose_source.value}",
         "no depth: gaze is projected at its vergence depth, else the fallback distance; no meshes",
@@ -298,3 +292,24 @@ def import_aria(
         return rectifier.rectify(image.to_numpy_array())
 
     return write_import(streams, read_rgb, out, overwrite=overwrite, progress=progress)
+
+
+def _head_poses(
+    provider: Any, mps: Path | None, device_from_cpf: Transform, frame_times: list[int], gaze: list[GazeSample]
+) -> tuple[list[HeadPose], PoseSource]:
+    """:func:`read_head_poses` within the frames' time span, or fixed ones when none falls in it."""
+    stamps = frame_times + [s.timestamp_ns for s in gaze]
+    poses, pose_source = read_head_poses(provider, mps, device_from_cpf, stamps)
+    poses = _window(poses, frame_times[0], frame_times[-1])
+    if not poses:
+        poses, pose_source = fixed_head_poses(stamps), PoseSource.FIXED
+    return poses, pose_source
+
+
+def _camera_note(vrs_name: str, gen1: bool, camera: CameraModel) -> str:
+    """The session note saying what was done to the RGB stream."""
+    return (
+        f"Project Aria {'Gen 1' if gen1 else 'Gen 2'} {vrs_name}: RGB undistorted from Fisheye624 to a "
+        f"pinhole {camera.width_px}x{camera.height_px} f={camera.fx_px:g} px"
+        + (" (turned upright, 90 deg clockwise)" if gen1 else "")
+    )
