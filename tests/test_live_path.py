@@ -201,7 +201,7 @@ def test_mesh_sink_follows_off_the_pipeline_thread(engine, tmp_path: Path, realt
     pipeline = Pipeline(header.camera, header.head_from_camera, engine, engine, options, [meshes], embeddings)
     stats = pipeline.run(ReplaySource(session, realtime=realtime))
     summary = meshes.summary()
-    assert stats.selections >= 1 and len(summary["objects"]) == stats.selections
+    assert stats.selections >= 1 and 1 <= len(summary["objects"]) <= stats.selections  # one per object
     assert any(o["mesh_files"] for o in summary["objects"])
     if not realtime:
         assert summary["mesh_frames_dropped"] == 0  # deterministic replay waits instead of dropping

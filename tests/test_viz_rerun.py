@@ -68,7 +68,7 @@ def test_recording_has_the_expected_entities(tmp_path: Path) -> None:
     box = o3d.geometry.TriangleMesh.create_box(0.1, 0.1, 0.1)
     written = export_mesh(box, tmp_path / "out" / "meshes", "object_0001", {"object_id": 1})
     files = {fmt: str(path.relative_to(tmp_path / "out")) for fmt, path in written.items()}
-    meshes.results[1] = ObjectResult(1, (1,), 10, (0.0, 0.0, 2.0), (0.1, 0.1, 0.1), files, 12)
+    meshes.results[1] = ObjectResult(1, (1,), (1,), 10, (0.0, 0.0, 2.0), (0.1, 0.1, 0.1), files, 12)
 
     path = tmp_path / "rec" / "run.rrd"
     sink = RerunSink(path, CAMERA, HEAD_FROM_CAMERA, mesh_sink=meshes)

@@ -32,10 +32,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every pipeline command takes."""
+def add_pipeline_arguments(
+    parser: argparse.ArgumentParser, *, out_required: bool = False, mesh_optional: bool = True
+) -> None:
+    """The options every pipeline command takes; a command that needs ``--out`` (or meshes: no ``--no-mesh``)
+    says so, and its ``--help`` shows it."""
     group = parser.add_argument_group("pipeline")
-    group.add_argument("--out", type=Path, help="write selections (mask PNG + JSON), meshes and a summary here")
+    group.add_argument(
+        "--out",
+        type=Path,
+        required=out_required,
+        help="write selections (mask PNG + JSON), meshes and a summary here",
+    )
     group.add_argument(
         "--overwrite", action="store_true", help="replace the outputs of an earlier run in --out (else refused)"
     )
@@ -94,8 +102,26 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
         "--publish-insecure", action="store_true", help="allow --publish on a non-loopback address without CURVE"
     )
     group.add_argument("--encoder", metavar="ENDPOINT", help="encode keyframes on an `xrseg serve-encoder` server")
-    group.add_argument("--no-mesh", action="store_true", help="do not lift selections or export meshes")
+    if mesh_optional:
+        group.add_argument("--no-mesh", action="store_true", help="do not lift selections or export meshes")
+    else:
+        parser.set_defaults(no_mesh=False)
     group.add_argument("--follow-frames", type=int, default=6, help="frames to follow a selected object into")
+    group.add_argument(
+        "--track",
+        action="store_true",
+        help="with --out: follow each selected object through the rest of the recording, every frame, and write "
+        "its mask per frame (DIR/tracks/object_NNNN/FFFFFF.png; `xrseg export-annotations` exports them)",
+    )
+    group.add_argument(
+        "--cutouts", action="store_true", help="with --out: an RGBA PNG per selection, cropped (DIR/cutouts/)"
+    )
+    group.add_argument(
+        "--feather-px",
+        type=float,
+        default=0.0,
+        help="with --cutouts: soften the alpha edge over this many pixels (default 0: alpha is the mask)",
+    )
     group.add_argument("--no-video", action="store_true", help="with --out: no overlay MP4 or contact sheet")
     group.add_argument("--view", action="store_true", help="show an overlay window (keys: space + - r q)")
     group.add_argument("--rerun", type=Path, metavar="FILE.rrd", help="write a Rerun recording (the rerun extra)")
@@ -320,8 +346,13 @@ def _out_sinks(
     if not args.no_mesh:
         from xrseg.sinks.mesh import MeshSink
 
-        mesh_sink = MeshSink(args.out, camera, engine, embeddings, args.follow_frames, session_path)
+        track = bool(getattr(args, "track", False))
+        mesh_sink = MeshSink(args.out, camera, engine, embeddings, args.follow_frames, session_path, track=track)
         sinks.append(mesh_sink)
+    if getattr(args, "cutouts", False):
+        from xrseg.sinks.cutouts import CutoutWriter
+
+        sinks.append(CutoutWriter(args.out, getattr(args, "feather_px", 0.0)))
     if not args.no_video:
         from xrseg.sinks.viz.video import OverlayVideoSink
 

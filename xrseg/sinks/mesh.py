@@ -1,11 +1,18 @@
-"""A pipeline sink that lifts each selection into 3D, follows it into later frames and exports a mesh.
+"""A pipeline sink that lifts each selection into 3D, follows it into later frames and exports one mesh per object.
 
-For every selection: lift the mask on its keyframe (a coloured point cloud), start a TSDF volume with it, then
-follow the object into the next frames (each followed frame is encoded and prompted with the object's
-projected points, :class:`~xrseg.lift.follow.ObjectFollower`), integrating every frame that agrees. When
-following stops (the object left the view, the mask disagreed, the frame budget is used up, or the stream
-ended) the fused mesh is written as ``meshes/object_NNNN.{ply,obj,glb}`` with its provenance in the metadata.
-A selection that is stepped to another mask starts over; a rejected one is discarded.
+For every selection: lift the mask on its keyframe (a coloured point cloud), give it an object id (selections of
+one physical object share it, :class:`~xrseg.lift.objects.ObjectRegistry`), start a TSDF volume with it, then
+follow it into the next frames (each followed frame is encoded and prompted with the object's projected points,
+:class:`~xrseg.lift.follow.ObjectFollower`), integrating every frame that agrees. When the following of every
+selection of an object has stopped (the object left the view, the mask disagreed, the frame budget is used up,
+or the stream ended) the object's mesh, fused from every frame its selections saw, is written as
+``meshes/object_NNNN.{ply,obj,glb}`` (NNNN the object id) with its provenance, the selections that built it
+included, in the metadata; a later selection of the same object writes it again. A selection that is stepped to
+another mask starts over; a rejected one leaves its object.
+
+``track=True`` (``--track``): each selection is followed through the rest of the recording, every frame, and
+its mask on each frame is kept (:meth:`MeshSink.track_masks`, one track per object); a frame where the follower
+fails only has no mask, the next frame is tried again. Fusion still takes the first ``follow_frames`` frames.
 
 All of this runs on the sink's own worker thread, off the gaze path: the pipeline's callbacks only queue work
 (:class:`~xrseg.sinks.worker.Worker`). Embeddings of followed frames come from the run's
@@ -24,13 +31,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+import numpy.typing as npt
 
 from xrseg import __version__
+from xrseg.errors import InputError
+from xrseg.fileio import write_bytes_atomic
 from xrseg.lift.export import export_mesh
 from xrseg.lift.follow import ObjectFollower
 from xrseg.lift.fusion import ObjectFusion
+from xrseg.lift.objects import ObjectRegistry
 from xrseg.lift.pointcloud import OutlierRemoval, lift_mask
+from xrseg.lift.views import CroppedMask, MaskedView, fuse_views
 from xrseg.sam.embeddings import EmbeddingService, EncodeMode, Keyframe
 from xrseg.sam.records import Decoder, ImageEmbedding
 from xrseg.sinks.base import Sink
@@ -42,21 +55,33 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Track:
+    """One selection in 3D: its volume, its follower, the frames it fused (``views``) and, when tracking, its
+    mask on every frame it was found in (``masks``: frame index -> mask and its agreement IoU)."""
+
     selection: Selection
-    fusion: ObjectFusion
-    follower: ObjectFollower
-    frames: list[int]
-    centroid_m: list[float]
-    extent_m: list[float]
-    stop_reason: str | None = None
+    object_id: int
+    fusion: ObjectFusion | None
+    follower: ObjectFollower | None
+    views: list[MaskedView] = field(default_factory=list)
+    masks: dict[int, tuple[CroppedMask, float]] = field(default_factory=dict)
+    last_frame_index: int = -1
     attempts: int = 0
+    stopped: str | None = None
+    """Why following stopped (None while it goes on)."""
+
+    @property
+    def frames(self) -> list[int]:
+        return [v.frame_index for v in self.views]
 
 
 @dataclass(frozen=True)
 class ObjectResult:
-    """What became of one selection in 3D (``mesh_files`` empty when no mesh could be made: see ``reason``)."""
+    """What became of one object in 3D (``mesh_files`` empty when no mesh could be made: see ``reason``).
 
-    selection_id: int
+    ``selection_ids`` the selections that built it, in the order they were made; ``frames`` the frames fused."""
+
+    object_id: int
+    selection_ids: tuple[int, ...]
     frames: tuple[int, ...]
     points: int
     centroid_m: tuple[float, ...]
@@ -67,7 +92,7 @@ class ObjectResult:
 
 
 class MeshSink(Sink):
-    """Lifts, follows, fuses and exports each selection (see the module docstring)."""
+    """Lifts, follows, fuses and exports each object (see the module docstring)."""
 
     def __init__(
         self,
@@ -79,6 +104,7 @@ class MeshSink(Sink):
         session_path: Path | None = None,
         voxel_size_m: float = 0.004,
         queue_size: int = 8,
+        track: bool = False,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.camera = camera
@@ -87,10 +113,14 @@ class MeshSink(Sink):
         background = embeddings is not None and embeddings.mode is EncodeMode.BACKGROUND
         self._worker = Worker("xrseg-mesh", queue_size, drop_when_full=background)
         self.follow_frames = max(0, int(follow_frames))
-        self.session = str(session_path) if session_path else ""
+        self.track = track
+        self.session = str(session_path.resolve()) if session_path else ""
         self.voxel_size_m = voxel_size_m
+        self.objects = ObjectRegistry()
         self.tracks: dict[int, _Track] = {}
         self.results: dict[int, ObjectResult] = {}
+        self.tracked_frames: dict[int, tuple[int, ...]] = {}
+        """With ``track``: object id -> the frames its mask was written for (``tracks/``), after :meth:`close`."""
 
     @property
     def dropped(self) -> int:
@@ -101,7 +131,7 @@ class MeshSink(Sink):
         self._worker.put(lambda: self._start(selection, keyframe, world_from_camera), droppable=False)
 
     def on_reject(self, selection: Selection) -> None:
-        self._worker.put(lambda: self._discard(selection), droppable=False)
+        self._worker.put(lambda: self._discard(selection.selection_id), droppable=False)
 
     def on_frame(self, frame: Frame, world_from_camera: Transform | None) -> None:
         if self.embeddings is not None and self.embeddings.mode is EncodeMode.ON_DEMAND:
@@ -117,16 +147,41 @@ class MeshSink(Sink):
         try:
             self._worker.close()
         finally:
-            for selection_id in list(self.tracks):
-                self._finish(selection_id, "the stream ended")
+            for track in self.tracks.values():
+                if track.stopped is None:
+                    self._stop(track, "the stream ended", export=False)
+            for object_id in sorted({t.object_id for t in self.tracks.values()}):
+                self._export(object_id)
+                if self.track:
+                    self._write_track(object_id)
+
+    def object_of(self, selection_id: int) -> int | None:
+        """The object id of a selection (None when it was rejected or never seen). Read after :meth:`close`."""
+        return self.objects.object_of(selection_id)
+
+    def track_masks(self, object_id: int) -> dict[int, npt.NDArray[np.bool_]]:
+        """Frame index -> HxW bool mask of ``object_id`` on every frame it was followed into (with ``track``),
+        its selections' keyframes included; where several selections found it, the best agreeing mask. Read
+        after :meth:`close`."""
+        best: dict[int, tuple[CroppedMask, float]] = {}
+        for track in self.tracks.values():
+            if track.object_id != object_id:
+                continue
+            for index, (mask, agreement) in track.masks.items():
+                if index not in best or agreement > best[index][1]:
+                    best[index] = (mask, agreement)
+        return {index: best[index][0].full() for index in sorted(best)}
 
     # -- on the worker thread ------------------------------------------------------------------------------
 
     def _start(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
-        self.tracks.pop(selection.selection_id, None)
-        self.results.pop(selection.selection_id, None)
+        self._discard(selection.selection_id)
+        track = _Track(selection, 0, None, None, last_frame_index=keyframe.index)
+        track.masks[keyframe.index] = (CroppedMask.of(selection.mask), 2.0)  # the selection itself ranks first
+        self.tracks[selection.selection_id] = track
         if keyframe.depth_m is None:
-            self._result_without_mesh(selection, "the session has no depth")
+            track.object_id = self.objects.assign(selection.selection_id, None, selection.mask)
+            self._stop(track, "the session has no depth")
             return
         lifted = lift_mask(
             selection.mask,
@@ -136,30 +191,37 @@ class MeshSink(Sink):
             world_from_camera,
             outliers=OutlierRemoval(),
         )
+        track.object_id = self.objects.assign(selection.selection_id, lifted.points_world_m, selection.mask)
         if lifted.is_empty:
-            self._result_without_mesh(selection, lifted.reason or "no points")
+            self._stop(track, lifted.reason or "no points")
             return
-        fusion = ObjectFusion(voxel_size_m=self.voxel_size_m)
-        fusion.integrate(selection.mask, keyframe.depth_m, keyframe.rgb, self.camera, world_from_camera)
-        points = lifted.points_world_m
-        self.tracks[selection.selection_id] = _Track(
-            selection=selection,
-            fusion=fusion,
-            follower=ObjectFollower(points),
-            frames=[keyframe.index],
-            centroid_m=[float(v) for v in points.mean(axis=0)],
-            extent_m=[float(v) for v in points.max(axis=0) - points.min(axis=0)],
-        )
-        if self.follow_frames == 0:
-            self._finish(selection.selection_id, "not following (--follow-frames 0)")
+        track.fusion = ObjectFusion(voxel_size_m=self.voxel_size_m)
+        track.follower = ObjectFollower(lifted.points_world_m)
+        self._integrate(track, selection.mask, keyframe, world_from_camera)
+        if self.follow_frames == 0 and not self.track:
+            self._stop(track, "not following (--follow-frames 0)")
 
-    def _discard(self, selection: Selection) -> None:
-        self.tracks.pop(selection.selection_id, None)
-        self.results.pop(selection.selection_id, None)
+    def _integrate(
+        self, track: _Track, mask: npt.NDArray[np.bool_], frame: Frame, world_from_camera: Transform
+    ) -> None:
+        assert track.fusion is not None and frame.depth_m is not None  # only called for a lifted selection
+        if track.fusion.integrate(mask, frame.depth_m, frame.rgb, self.camera, world_from_camera) > 0:
+            track.views.append(MaskedView.crop(frame.index, mask, frame.depth_m, frame.rgb, world_from_camera))
+
+    def _discard(self, selection_id: int) -> None:
+        track = self.tracks.pop(selection_id, None)
+        object_id = self.objects.remove(selection_id)
+        if track is not None and object_id is not None:
+            self.results.pop(object_id, None)
+            if self.objects.selections(object_id) and track.stopped is not None:
+                self._export(object_id)  # the object without the rejected selection
+
+    def _active(self, frame_index: int) -> list[_Track]:
+        return [t for t in self.tracks.values() if t.stopped is None and frame_index > t.last_frame_index]
 
     def _follow_frame(self, frame: Frame, world_from_camera: Transform | None) -> None:
         """Deterministic mode: follow into every next frame, encoded here through the embedding service."""
-        if self.embeddings is None or not any(frame.index > t.frames[-1] for t in self.tracks.values()):
+        if self.embeddings is None or not self._active(frame.index):
             return
         if world_from_camera is None or frame.depth_m is None:
             self._follow(frame, None, world_from_camera)
@@ -167,12 +229,14 @@ class MeshSink(Sink):
         self._follow(frame, self.embeddings.embedding_for(frame).embedding, world_from_camera)
 
     def _follow(self, frame: Frame, embedding: ImageEmbedding | None, world_from_camera: Transform | None) -> None:
-        active = [t for t in self.tracks.values() if frame.index > t.frames[-1]]
+        active = self._active(frame.index)
         if not active:
             return
         if embedding is None or world_from_camera is None or frame.depth_m is None:
             for track in active:
-                self._finish(track.selection.selection_id, "no head pose or depth for the next frame")
+                track.last_frame_index = frame.index
+                if not self.track:
+                    self._stop(track, "no head pose or depth for the next frame")
             return
 
         def decode(points: np.ndarray, labels: np.ndarray, box: np.ndarray | None) -> np.ndarray:
@@ -180,57 +244,102 @@ class MeshSink(Sink):
             return prediction.masks[0]
 
         for track in active:
+            assert track.follower is not None  # a track without points is stopped at its start
+            track.last_frame_index = frame.index
             track.attempts += 1
+            fusing = track.attempts <= self.follow_frames
             result = track.follower.follow(frame.depth_m, self.camera, world_from_camera, decode)
-            if result.mask is None:
-                self._finish(track.selection.selection_id, result.stopped_reason or "lost")
+            if result.mask is not None:
+                track.masks[frame.index] = (CroppedMask.of(result.mask), result.agreement_iou)
+                if fusing:
+                    self._integrate(track, result.mask, frame, world_from_camera)
+            if self.track:
                 continue
-            if track.fusion.integrate(result.mask, frame.depth_m, frame.rgb, self.camera, world_from_camera) > 0:
-                track.frames.append(frame.index)
-            if track.attempts >= self.follow_frames:
-                self._finish(track.selection.selection_id, f"followed {self.follow_frames} frames")
+            if result.mask is None:
+                self._stop(track, result.stopped_reason or "lost")
+            elif track.attempts >= self.follow_frames:
+                self._stop(track, f"followed {self.follow_frames} frames")
 
-    def _result_without_mesh(self, selection: Selection, reason: str) -> None:
-        log.info("selection %d: no 3D object (%s)", selection.selection_id, reason)
-        self.results[selection.selection_id] = ObjectResult(selection.selection_id, (), 0, (), (), reason=reason)
+    def _stop(self, track: _Track, why: str, export: bool = True) -> None:
+        track.stopped = why
+        log.info(
+            "selection %d (object %d): %d frames fused, stopped: %s",
+            track.selection.selection_id,
+            track.object_id,
+            len(track.views),
+            why,
+        )
+        if export and all(self.tracks[s].stopped is not None for s in self.objects.selections(track.object_id)):
+            self._export(track.object_id)
 
-    def _finish(self, selection_id: int, why: str) -> None:
-        track = self.tracks.pop(selection_id)
-        mesh = track.fusion.extract_mesh()
-        stem = f"object_{selection_id:04d}"
+    def _export(self, object_id: int) -> None:
+        """Fuse every frame the object's selections saw and write its mesh (again, if it was written before)."""
+        tracks = [self.tracks[s] for s in self.objects.selections(object_id)]
+        if not tracks:
+            return
+        lifted = [t for t in tracks if t.follower is not None]
+        if not lifted:
+            self.results[object_id] = _without_mesh(object_id, tracks)
+            return
+        if len(lifted) == 1 and lifted[0].fusion is not None:
+            fusion = lifted[0].fusion  # one selection: its own volume, as fused
+        else:
+            fusion = fuse_views([v for t in lifted for v in t.views], self.camera, self.voxel_size_m)
+        mesh = fusion.extract_mesh()
+        points = np.concatenate([t.follower.points_world_m for t in lifted if t.follower is not None])
+        frames = sorted({i for t in lifted for i in t.frames})
         files: dict[str, str] = {}
-        reason: str | None = None
+        reason = "; ".join(f"selection {t.selection.selection_id}: {t.stopped}" for t in tracks)
         if len(mesh.triangles) == 0:
             reason = "the fused volume has no surface"
         else:
-            metadata: dict[str, Any] = {
-                "object_id": selection_id,
-                "source_session": self.session,
-                "frames": list(track.frames),
-                "keyframe": track.selection.keyframe_index,
-                "score": track.selection.score,
-                "created_by": f"xrseg {__version__}",
-            }
-            written = export_mesh(mesh, self.out_dir / "meshes", stem, metadata)
+            written = export_mesh(mesh, self.out_dir / "meshes", f"object_{object_id:04d}", self._metadata(tracks))
             files = {fmt: str(path.relative_to(self.out_dir)) for fmt, path in written.items()}
-        log.info("object %d: %d frames fused, stopped: %s", selection_id, len(track.frames), why)
-        self.results[selection_id] = ObjectResult(
-            selection_id=selection_id,
-            frames=tuple(track.frames),
-            points=len(track.follower.points_world_m),
-            centroid_m=tuple(track.centroid_m),
-            extent_m=tuple(track.extent_m),
+        self.results[object_id] = ObjectResult(
+            object_id=object_id,
+            selection_ids=tuple(t.selection.selection_id for t in tracks),
+            frames=tuple(frames),
+            points=len(points),
+            centroid_m=tuple(float(v) for v in points.mean(axis=0)),
+            extent_m=tuple(float(v) for v in points.max(axis=0) - points.min(axis=0)),
             mesh_files=files,
             triangles=len(mesh.triangles),
-            reason=reason or why,
+            reason=reason,
         )
+
+    def _write_track(self, object_id: int) -> None:
+        """``tracks/object_NNNN/FFFFFF.png``: the object's mask (8-bit, 255 = object) on each frame found."""
+        folder = self.out_dir / "tracks" / f"object_{object_id:04d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        masks = self.track_masks(object_id)
+        for index, mask in masks.items():
+            ok, png = cv2.imencode(".png", mask.astype(np.uint8) * 255)
+            if not ok:
+                raise InputError(f"cannot encode the mask of object {object_id} on frame {index}")
+            write_bytes_atomic(folder / f"{index:06d}.png", png.tobytes())
+        self.tracked_frames[object_id] = tuple(masks)
+
+    def _metadata(self, tracks: list[_Track]) -> dict[str, Any]:
+        """Flat (the OBJ and PLY headers hold a value or a list per key): ``selections``, ``keyframes`` and
+        ``scores`` are parallel lists, one entry per selection that built the object."""
+        return {
+            "object_id": tracks[0].object_id,
+            "selections": [t.selection.selection_id for t in tracks],
+            "keyframes": [t.selection.keyframe_index for t in tracks],
+            "scores": [t.selection.score for t in tracks],
+            "source_session": self.session,
+            "frames": sorted({i for t in tracks for i in t.frames}),
+            "created_by": f"xrseg {__version__}",
+        }
 
     def summary(self) -> dict[str, Any]:
         return {
             "mesh_frames_dropped": self.dropped,
             "objects": [
                 {
-                    "selection_id": r.selection_id,
+                    "object_id": r.object_id,
+                    "selection_id": r.selection_ids[0],
+                    "selections": list(r.selection_ids),
                     "frames": list(r.frames),
                     "points": r.points,
                     "centroid_m": list(r.centroid_m),
@@ -239,6 +348,14 @@ class MeshSink(Sink):
                     "triangles": r.triangles,
                     "stopped": r.reason,
                 }
-                for r in sorted(self.results.values(), key=lambda r: r.selection_id)
+                | ({"tracked_frames": list(self.tracked_frames.get(r.object_id, ()))} if self.track else {})
+                for r in sorted(self.results.values(), key=lambda r: r.object_id)
             ],
         }
+
+
+def _without_mesh(object_id: int, tracks: list[_Track]) -> ObjectResult:
+    reason = "; ".join(f"selection {t.selection.selection_id}: {t.stopped}" for t in tracks)
+    log.info("object %d: no 3D object (%s)", object_id, reason)
+    ids = tuple(t.selection.selection_id for t in tracks)
+    return ObjectResult(object_id, ids, (), 0, (), (), reason=reason)

@@ -316,8 +316,9 @@ class RerunSink(Sink):
     def _log_new_meshes(self) -> None:
         if self.mesh_sink is None:
             return
+        # Keyed by object id; the mesh sink itself drops what a rejection leaves without a selection.
         for sid, result in sorted(self.mesh_sink.results.items()):
-            if sid in self._meshes_logged or sid in self._rejected or not result.mesh_files:
+            if sid in self._meshes_logged or not result.mesh_files:
                 continue
             self._meshes_logged.add(sid)
             fmt = next((f for f in _ASSET_FORMATS if f in result.mesh_files), None)
