@@ -170,53 +170,76 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     report["decoder_p50_ms"] = headline["decoder_ms"]["p50"]
     report["decoder_p99_ms"] = headline["decoder_ms"]["p99"]
     if config.reference:
-        log.info("timing the official MobileSAM predictor")
-        reference = bench_reference(images, config)
-        if reference is not None:
-            report["reference"] = reference
-            report["reference_encoder_p50_ms"] = reference["encoder_ms"]["p50"]
-            report["reference_decoder_p50_ms"] = reference["decoder_ms"]["p50"]
-            report["encoder_speedup"] = reference["encoder_ms"]["p50"] / report["encoder_p50_ms"]
-            report["decoder_speedup"] = reference["decoder_ms"]["p50"] / report["decoder_p50_ms"]
+        report.update(_reference_report(images, config, report["encoder_p50_ms"], report["decoder_p50_ms"]))
     if config.lift:
-        from xrseg.tools.bench_lift import (
-            bench_extract_and_export,
-            bench_keyframe_analysis,
-            bench_lift,
-            bench_mask_choice,
-            bench_tsdf_integrate,
-        )
-
-        log.info("timing lifting, TSDF integration and mesh export")
-        lift = percentiles(bench_lift())
-        tsdf = percentiles(bench_tsdf_integrate())
-        export = percentiles(bench_extract_and_export())
-        choice = percentiles(bench_mask_choice())
-        analysis = percentiles(bench_keyframe_analysis())
-        report["mask_choice_ms"] = choice["p50"]
-        report["keyframe_analysis_ms"] = analysis["p50"]
-        report["lift_ms"] = lift["p50"]
-        report["tsdf_integrate_ms"] = tsdf["p50"]
-        report["extract_export_ms"] = export["p50"]
-        report["lifting"] = {
-            "mask_choice_ms": choice,
-            "keyframe_analysis_ms": analysis,
-            "lift_ms": lift,
-            "tsdf_integrate_ms": tsdf,
-            "extract_export_ms": export,
-        }
+        report.update(_lift_report())
     if config.stream:
-        from xrseg.sam.engine import SamEngine
-        from xrseg.tools.bench_stream import bench_publisher, bench_remote_roundtrip
+        report.update(_stream_report(default, images, config))
+    return report
 
-        log.info("timing the remote encoder over loopback and the event publisher")
-        engine = SamEngine.from_cache(variant=default, threads=config.threads)
-        roundtrip = bench_remote_roundtrip(engine, images[0], n=4)
-        publisher = bench_publisher(n=300)
-        report["remote_encoder"] = roundtrip.__dict__
-        report["remote_overhead_p50_ms"] = roundtrip.overhead_p50_ms
-        report["publisher_events_per_s"] = publisher.events_per_s
-        report["publisher"] = publisher.__dict__
+
+def _reference_report(
+    images: list[np.ndarray], config: BenchConfig, encoder_p50_ms: float, decoder_p50_ms: float
+) -> dict[str, Any]:
+    """The official predictor's times and our speed-up over them (empty when it is not installed)."""
+    report: dict[str, Any] = {}
+    log.info("timing the official MobileSAM predictor")
+    reference = bench_reference(images, config)
+    if reference is not None:
+        report["reference"] = reference
+        report["reference_encoder_p50_ms"] = reference["encoder_ms"]["p50"]
+        report["reference_decoder_p50_ms"] = reference["decoder_ms"]["p50"]
+        report["encoder_speedup"] = reference["encoder_ms"]["p50"] / encoder_p50_ms
+        report["decoder_speedup"] = reference["decoder_ms"]["p50"] / decoder_p50_ms
+    return report
+
+
+def _lift_report() -> dict[str, Any]:
+    """Times of lifting, TSDF integration, mesh export, mask choice and keyframe analysis."""
+    from xrseg.tools.bench_lift import (
+        bench_extract_and_export,
+        bench_keyframe_analysis,
+        bench_lift,
+        bench_mask_choice,
+        bench_tsdf_integrate,
+    )
+
+    report: dict[str, Any] = {}
+    log.info("timing lifting, TSDF integration and mesh export")
+    lift = percentiles(bench_lift())
+    tsdf = percentiles(bench_tsdf_integrate())
+    export = percentiles(bench_extract_and_export())
+    choice = percentiles(bench_mask_choice())
+    analysis = percentiles(bench_keyframe_analysis())
+    report["mask_choice_ms"] = choice["p50"]
+    report["keyframe_analysis_ms"] = analysis["p50"]
+    report["lift_ms"] = lift["p50"]
+    report["tsdf_integrate_ms"] = tsdf["p50"]
+    report["extract_export_ms"] = export["p50"]
+    report["lifting"] = {
+        "mask_choice_ms": choice,
+        "keyframe_analysis_ms": analysis,
+        "lift_ms": lift,
+        "tsdf_integrate_ms": tsdf,
+        "extract_export_ms": export,
+    }
+    return report
+
+
+def _stream_report(default: str, images: list[np.ndarray], config: BenchConfig) -> dict[str, Any]:
+    """Times of the remote encoder over loopback and the event publisher's rate."""
+    from xrseg.sam.engine import SamEngine
+    from xrseg.tools.bench_stream import bench_publisher, bench_remote_roundtrip
+
+    report: dict[str, Any] = {}
+    log.info("timing the remote encoder over loopback and the event publisher")
+    engine = SamEngine.from_cache(variant=default, threads=config.threads)
+    roundtrip = bench_remote_roundtrip(engine, images[0], n=4)
+    publisher = bench_publisher(n=300)
+    report["remote_encoder"] = roundtrip.__dict__
+    report["remote_overhead_p50_ms"] = roundtrip.overhead_p50_ms
+    report["publisher_events_per_s"] = publisher.events_per_s
+    report["publisher"] = publisher.__dict__
     return report
 
 
