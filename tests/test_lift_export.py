@@ -60,6 +60,7 @@ def test_every_format_carries_the_metadata(tmp_path: Path) -> None:
     assert "comment xrseg object_id=3\n" in header
     assert "comment xrseg frame_indices=[12, 15, 19]\n" in header
     assert paths["obj"].read_text().startswith('# xrseg object_id=3\n# xrseg source_session="kitchen-01"\n')
+    assert "# object name: object-3\n" in paths["obj"].read_text()  # not the temporary file's name
     scene = trimesh.load(paths["glb"])
     assert scene.metadata["object_id"] == 3 and scene.metadata["frame_indices"] == [12, 15, 19]
     data = paths["glb"].read_bytes()

@@ -137,7 +137,8 @@ def test_cli_check_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     (session / "header.json").write_text(json.dumps(header))
     assert main(["session", "check", str(session)]) == 2
     captured = capsys.readouterr()
-    assert captured.err == "error: header.json: unsupported format_version 99 (this xrseg reads version 1)\n"
+    expected = "xrseg: error: header.json: unsupported format_version 99 (this xrseg reads version 1)\n"
+    assert captured.err == expected
 
     assert main(["session", "check", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -13,6 +13,9 @@ from xrseg.session.reader import Session
 class AnnotationFormat(enum.Enum):
     COCO = "coco"
 
+    def __str__(self) -> str:  # how --help and argparse's errors name it
+        return self.value
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(

@@ -41,6 +41,10 @@ def _fmt_vec(values: object) -> str:
     return "(" + ", ".join(f"{float(v):.3f}" for v in values) + ")"
 
 
+def _fmt_num(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, int | float) else str(value)
+
+
 def human_line(summary: dict[str, object]) -> str:
     """One readable line for an event summary (see :func:`xrseg.stream.events.event_summary`)."""
     topic = summary["topic"]
@@ -48,7 +52,7 @@ def human_line(summary: dict[str, object]) -> str:
     if topic == "fixation":
         return (
             f"{head}  start={summary['start_ns']} ns  duration={summary['duration_ms']:.1f} ms  "
-            f"direction={_fmt_vec(summary['direction'])}  dispersion={summary['dispersion_deg']} deg  "
+            f"direction={_fmt_vec(summary['direction'])}  dispersion={_fmt_num(summary['dispersion_deg'])} deg  "
             f"samples={summary['samples']}"
         )
     if topic == "selection":
@@ -56,7 +60,7 @@ def human_line(summary: dict[str, object]) -> str:
             head,
             f"id={summary['selection_id']}",
             f"keyframe={summary['keyframe_index']}",
-            f"score={summary['score']}",
+            f"predicted_iou={_fmt_num(summary['score'])}",
             f"mask={summary['mask_hw']}",
             f"area={summary['area_px']} px",
             f"bbox={summary['bbox_xyxy']}",
@@ -89,6 +93,8 @@ def _listen(args: argparse.Namespace) -> int:
     received = 0
     curve = None if args.curve is None else CurveClientKeys(args.curve[0], args.curve[1])
     with EventSubscriber(args.endpoint, args.topics or TOPICS, curve=curve) as subscriber:
+        topics = ", ".join(args.topics or TOPICS)
+        print(f"xrseg listen: waiting for {topics} events on {args.endpoint} (Ctrl-C stops)", file=sys.stderr)
         while args.count is None or received < args.count:
             wait_ms = None if deadline is None else max(0, round((deadline - time.monotonic()) * 1000))
             event = subscriber.receive(wait_ms)

@@ -10,6 +10,7 @@ from xrseg.errors import SessionError
 from xrseg.session.reader import Session
 
 DEMO_SESSION = "tabletop-small"
+DEMO_OUT = "xrseg-demo"
 
 
 def scenes_dir() -> Path:
@@ -31,14 +32,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     demo = subparsers.add_parser(
         "demo",
-        help=f"replay the bundled sample session ({DEMO_SESSION}) and write its results",
-        description="Replay the bundled sample session offline and write selections and meshes.",
+        help=f"replay the bundled sample session ({DEMO_SESSION}) and write its results to ./{DEMO_OUT}",
+        description=(
+            f"Replay a bundled sample session offline and write its selections, meshes, overlay video and "
+            f"contact sheet to ./{DEMO_OUT} in the current directory (replaced on every run; --out elsewhere)."
+        ),
     )
     demo.add_argument("--session", default=DEMO_SESSION, help="bundled session name under scenes/")
     demo.add_argument("--realtime", action="store_true", help=argparse.SUPPRESS)
     demo.add_argument("--speed", type=float, default=1.0, help=argparse.SUPPRESS)
     add_pipeline_arguments(demo)
-    demo.set_defaults(func=run_demo, out=Path("xrseg-demo"), overwrite=True)  # the demo's own folder
+    demo.set_defaults(func=run_demo, out=Path(DEMO_OUT), overwrite=True)  # the demo's own folder
 
 
 def run_replay(args: argparse.Namespace) -> int:

@@ -107,12 +107,12 @@ def _check(args: argparse.Namespace) -> int:
     report = check_session(args.path)
     if not report.ok:
         for error in report.errors:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"xrseg: error: {error}", file=sys.stderr)
         return EXIT_INVALID
     for line in report.summary_lines():
         print(line)
     for warning in report.warnings:
-        print(f"warning: {warning}")
+        print(f"xrseg: warning: {warning}")
     print("ok")
     return EXIT_OK
 

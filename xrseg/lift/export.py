@@ -92,6 +92,8 @@ def _write_obj(mesh: o3d.geometry.TriangleMesh, path: Path, metadata: Mapping[st
         raise OSError(f"Open3D could not write {raw}")
     body = raw.read_text(encoding="ascii")
     raw.unlink()
+    # Open3D names the object after the file it wrote (the temporary ``NAME.raw``): name it after the real one.
+    body = body.replace(f"# object name: {raw.stem}\n", f"# object name: {path.stem}\n", 1)
     header = "".join(line + "\n" for line in _metadata_lines(_OBJ_PREFIX, metadata))
     path.write_text(header + body, encoding="ascii")
 

@@ -95,7 +95,7 @@ def selection_tile(selection: Selection, keyframe: Frame) -> npt.NDArray[np.uint
     oy, ox = (TILE_IMAGE_HEIGHT_PX - size[1]) // 2, (TILE_WIDTH_PX - size[0]) // 2
     tile[oy : oy + size[1], ox : ox + size[0]] = fitted
     lines = (
-        f"#{selection.selection_id}  score {selection.score:.2f}",
+        f"#{selection.selection_id}  SAM's IoU estimate {selection.score:.2f}",
         f"frame {selection.keyframe_index}  {selection.depth_source.value}",
     )
     for i, line in enumerate(lines):
