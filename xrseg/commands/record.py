@@ -71,14 +71,7 @@ def record_source(
                 if previous is not None and (stamp < previous if kind is InputEvent else stamp <= previous):
                     skipped += 1
                     continue
-                if isinstance(item, Frame):
-                    writer.write_frame(item)
-                elif isinstance(item, HeadPose):
-                    writer.write_head_pose(item)
-                elif isinstance(item, GazeSample):
-                    writer.write_gaze(item)
-                else:
-                    writer.write_event(item)
+                _write(writer, item)
                 last_ns[kind] = stamp
                 counts[kind] += 1
                 end_ns = stamp
@@ -98,6 +91,18 @@ def record_source(
         skipped=skipped,
         duration_ns=0 if first_ns is None or end_ns is None else end_ns - first_ns,
     )
+
+
+def _write(writer: SessionWriter, item: Frame | HeadPose | GazeSample | InputEvent) -> None:
+    """Append one item to its stream of the session."""
+    if isinstance(item, Frame):
+        writer.write_frame(item)
+    elif isinstance(item, HeadPose):
+        writer.write_head_pose(item)
+    elif isinstance(item, GazeSample):
+        writer.write_gaze(item)
+    else:
+        writer.write_event(item)
 
 
 def _run(args: argparse.Namespace) -> int:
