@@ -176,3 +176,33 @@ def test_calibration_with_huge_numbers_is_a_calibration_error(tmp_path: Path) ->
     os.mkfifo(path)
     with pytest.raises(CalibrationError, match="not a regular file"):
         load_calibration(path)
+
+
+MANIFEST = {"format": 1, "default_variant": "fp32", "files": {}, "variants": {}}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (json.dumps(MANIFEST | {"files": []}), "'files' must be an object"),
+        (json.dumps(MANIFEST | {"variants": {"fp32": {"decoder": "d.onnx"}}}), "needs 'encoder' and 'decoder'"),
+        (
+            json.dumps(MANIFEST | {"variants": {"fp32": {"encoder": "../e.onnx", "decoder": "d.onnx"}}}),
+            "'encoder'",
+        ),
+        (json.dumps(MANIFEST)[:-1] + ', "built_unix_s": ' + "9" * 5000 + "}", "integer of 5000 digits"),
+        (json.dumps(MANIFEST)[:-1] + ', "built_unix_s": 1e400}', "out of the float64 range"),
+    ],
+)
+def test_malformed_model_manifest_is_one_line(
+    text: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from xrseg.cli import main
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "manifest.json").write_text(text)
+    monkeypatch.setenv("XRSEG_HOME", str(tmp_path))
+    session = Path(__file__).resolve().parents[1] / "scenes" / "tabletop-small"
+    assert main(["replay", str(session), "--no-video", "--no-mesh"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xrseg: error: model manifest") and err.count("\n") == 1 and message in err, err

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from xrseg.cli import main
 from xrseg.errors import InputError
 from xrseg.sinks.outdir import prepare_out_dir, remove_leftovers
+from xrseg.sinks.runstate import open_run
 
 SCENES = Path(__file__).resolve().parents[1] / "scenes"
 
@@ -51,3 +54,32 @@ def test_replay_refuses_an_earlier_run_before_loading_the_model(
     (tmp_path / "summary.json").write_text("{}")
     assert main(["replay", str(SCENES / "tabletop-small"), "--out", str(tmp_path)]) == 2
     assert "holds another run (summary.json)" in capsys.readouterr().err
+
+
+def _summary(out: Path) -> dict[str, Any]:
+    return dict(json.loads((out / "summary.json").read_text()))
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"), [(InputError("bad frame"), "failed"), (KeyboardInterrupt(), "interrupted")]
+)
+def test_a_run_that_stops_early_says_so_and_leaves_no_temporary_file(
+    tmp_path: Path, error: BaseException, outcome: str
+) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(type(error)), open_run(out, False, "replay") as run:
+        started = _summary(out)
+        assert started["complete"] is False and started["run"]["outcome"] == "running"
+        assert started["run"]["ended_unix_ns"] is None and started["run"]["pid"] > 0
+        (out / ".overlay.mp4.partial.mp4").write_bytes(b"mp4")
+        run.partial = lambda: {"frames": 3}
+        raise error
+    summary = _summary(out)
+    assert summary["complete"] is False and summary["run"]["outcome"] == outcome and summary["frames"] == 3
+    assert summary["run"]["error"].startswith(type(error).__name__)
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
+    with open_run(out, True, "replay") as run:  # the next run replaces it
+        run.summary = {"frames": 12}
+    summary = _summary(out)
+    assert summary["complete"] is True and summary["run"]["outcome"] == "completed" and summary["frames"] == 12
+    assert summary["run"]["ended_unix_ns"] >= summary["run"]["started_unix_ns"]
