@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 from xrseg.calibration import DeviceCalibration
+from xrseg.config import PipelineOptions
 from xrseg.geometry import PoseTrack
 from xrseg.sam.records import ImageEmbedding
 from xrseg.select.keyframes import rotation_between_deg
-from xrseg.select.pipeline import Pipeline, PipelineOptions
+from xrseg.select.pipeline import Pipeline
 from xrseg.session.reader import Session
 from xrseg.sinks.base import Drop, Sink
 from xrseg.sources.camera import CameraSource, DepthImageFolder

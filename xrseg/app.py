@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+from xrseg.config import PipelineOptions
 from xrseg.errors import InputError, SessionError
 from xrseg.select.candidates import CandidateOptions
 from xrseg.select.gaze_path import GazeOptions
-from xrseg.select.pipeline import Pipeline, PipelineOptions
+from xrseg.select.pipeline import Pipeline
 from xrseg.select.recalibration import RecalibrationOptions
 from xrseg.sinks.base import PipelineStats, Sink
 from xrseg.sources.base import Source, SourceItem
@@ -50,8 +51,15 @@ def add_pipeline_arguments(
     group.add_argument(
         "--dwell-ms", type=float, default=GazeOptions.dwell_ms, help="dwell time that selects (0: events only)"
     )
-    group.add_argument("--fallback-depth-m", type=float, default=1.0, help="gaze distance when there is no depth")
-    group.add_argument("--max-points", type=int, default=5, help="positive prompt points per fixation")
+    group.add_argument(
+        "--fallback-depth-m",
+        type=float,
+        default=PipelineOptions.fallback_depth_m,
+        help="gaze distance when there is no depth",
+    )
+    group.add_argument(
+        "--max-points", type=int, default=PipelineOptions.max_points, help="positive prompt points per fixation"
+    )
     group.add_argument(
         "--sam-choice",
         action="store_true",
@@ -76,13 +84,13 @@ def add_pipeline_arguments(
     group.add_argument(
         "--max-head-motion-deg",
         type=float,
-        default=30.0,
+        default=PipelineOptions.max_keyframe_head_motion_deg,
         help="live/--realtime: use a keyframe only if the head turned at most this much since (default 30)",
     )
     group.add_argument(
         "--max-keyframe-age-ms",
         type=float,
-        default=8000.0,
+        default=PipelineOptions.max_keyframe_age_ms,
         help="live/--realtime: how far a keyframe may be from the fixation, and how long one waits (default 8000)",
     )
     group.add_argument("--variant", help="model variant (see `xrseg model info`); default: the manifest's")
@@ -139,8 +147,10 @@ def pipeline_options(args: argparse.Namespace, realtime: bool) -> PipelineOption
         ),
         recalibration=RecalibrationOptions(enabled=not getattr(args, "no_recalibration", False)),
         realtime=realtime,
-        max_keyframe_head_motion_deg=getattr(args, "max_head_motion_deg", 30.0),
-        max_keyframe_age_ms=getattr(args, "max_keyframe_age_ms", 8000.0),
+        max_keyframe_head_motion_deg=getattr(
+            args, "max_head_motion_deg", PipelineOptions.max_keyframe_head_motion_deg
+        ),
+        max_keyframe_age_ms=getattr(args, "max_keyframe_age_ms", PipelineOptions.max_keyframe_age_ms),
     )
 
 

@@ -24,29 +24,28 @@ draw.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from xrseg.config import PipelineOptions
 from xrseg.errors import InputError
 from xrseg.geometry import PoseTrack
 from xrseg.sam.embeddings import EmbeddingService, EncodeMode, Encoder, Keyframe
-from xrseg.sam.records import Decoder, ImageEmbedding, MaskPrediction
-from xrseg.select.candidates import CandidateOptions
-from xrseg.select.gaze_path import GazeOptions, GazePath
-from xrseg.select.keyframes import GazeView, KeyframePolicy, KeyframeRefusal, choose_keyframe
-from xrseg.select.maskchoice import ChoiceOptions
-from xrseg.select.prompter import Prompt, Prompter, PromptMiss, evenly_spaced
-from xrseg.select.recalibration import GazeBias, RecalibrationOptions, selection_offset_rad
-from xrseg.select.selector import Decision, Selector
+from xrseg.sam.records import Decoder
+from xrseg.select.corrections import LatestSelection, runner_up, stepped
+from xrseg.select.gaze_path import GazePath
+from xrseg.select.keyframes import GazeView, KeyframeRefusal, choose_keyframe
+from xrseg.select.prompter import Prompter, PromptMiss, evenly_spaced
+from xrseg.select.recalibration import GazeBias, selection_offset_rad
+from xrseg.select.selector import Selector
 from xrseg.select.triggers import Trigger
 from xrseg.sinks.base import Drop, PipelineStats, Sink
 from xrseg.sources.base import Source, SourceItem
+from xrseg.sync.poses import PoseHistory
 from xrseg.types import (
     CameraModel,
     EventKind,
@@ -65,51 +64,6 @@ log = logging.getLogger(__name__)
 _MS = 1_000_000
 _FINAL_ENCODES = 4
 """At the end of a stream, at most this many waiting triggers get their own keyframe encoded."""
-
-
-@dataclass(frozen=True)
-class PipelineOptions:
-    """Tunable behaviour. Times in milliseconds, angles in degrees, distances in metres."""
-
-    gaze: GazeOptions = field(default_factory=GazeOptions)
-    """Fixation detection, dwell and SELECT handling (:mod:`xrseg.select.gaze_path`)."""
-    select_on_events: bool = True
-    """SELECT events (button, pinch) select what is being looked at."""
-    max_prompt_samples: int = 12
-    """At most this many of a fixation's samples (evenly spaced) are projected to make its prompt."""
-    max_points: int = 5
-    fallback_depth_m: float = 1.0
-    multimask: bool = True
-    depth_mask_choice: bool = True
-    """Choose among the candidate masks with the keyframe's depth and correct look-throughs
-    (:mod:`xrseg.select.maskchoice`); False keeps SAM's own ambiguity rule."""
-    choice: ChoiceOptions = field(default_factory=ChoiceOptions)
-    cone_search: bool = True
-    """When the mask under the gaze is no plausible target, search the tracker's error cone for one
-    (:mod:`xrseg.select.candidates`; needs depth and ``depth_mask_choice``)."""
-    candidates: CandidateOptions = field(default_factory=CandidateOptions)
-    recalibration: RecalibrationOptions = field(default_factory=RecalibrationOptions)
-    """Learn the tracker's constant bias from the selections made (:mod:`xrseg.select.recalibration`)."""
-    realtime: bool = False
-    """Encode keyframes asynchronously (latest wins) instead of on demand."""
-    max_keyframe_head_motion_deg: float = 30.0
-    """Asynchronous mode: a keyframe is used for a fixation only if the head turned at most this much between
-    them (:mod:`xrseg.select.keyframes`)."""
-    max_keyframe_age_ms: float = 8000.0
-    """Asynchronous mode: a keyframe at most this far from the trigger; a trigger waits this long for one."""
-    history_s: float = 10.0
-    """Frames, head poses and gaze samples kept (must cover ``max_keyframe_age_ms``)."""
-
-    def __post_init__(self) -> None:
-        if self.gaze.dwell_ms < 0 or self.history_s <= 0:
-            raise InputError("dwell_ms must be >= 0 and history_s > 0")
-        _ = self.keyframe_policy  # raises on bad keyframe limits
-        if self.max_keyframe_age_ms > self.history_s * 1000.0:
-            raise InputError("max_keyframe_age_ms must not exceed history_s (poses older than that are gone)")
-
-    @property
-    def keyframe_policy(self) -> KeyframePolicy:
-        return KeyframePolicy(self.max_keyframe_head_motion_deg, self.max_keyframe_age_ms)
 
 
 class Pipeline:
@@ -149,9 +103,8 @@ class Pipeline:
         )
         self._frames: deque[Frame] = deque()
         self._history_ns = history_ns
-        self._pose_times: deque[int] = deque()
-        self._poses: deque[np.ndarray] = deque()
-        self._track: PoseTrack | None = None
+        self.poses = PoseHistory(history_ns, self.head_from_camera)
+        """The run's head-pose track (sinks and keyframe choice ask it too)."""
         mode = EncodeMode.BACKGROUND if opts.realtime else EncodeMode.ON_DEMAND
         if embeddings is not None and embeddings.mode is not mode:
             raise InputError(
@@ -163,7 +116,7 @@ class Pipeline:
         self._keyframes_seen: set[int] = set()
         self._negatives: list[np.ndarray] = []
         self._bias = GazeBias(opts.recalibration)
-        self._last: _Latest | None = None
+        self._last: LatestSelection | None = None
         self._next_id = 1
 
     @property
@@ -282,20 +235,11 @@ class Pipeline:
 
     def _on_pose(self, pose: HeadPose) -> None:
         self.stats.head_poses += 1
-        if self._pose_times and pose.timestamp_ns <= self._pose_times[-1]:
-            return
-        self._pose_times.append(pose.timestamp_ns)
-        self._poses.append(pose.world_from_head)
-        self._track = None
-        while self._pose_times and pose.timestamp_ns - self._pose_times[0] > self._history_ns:
-            self._pose_times.popleft()
-            self._poses.popleft()
+        self.poses.push(pose)
 
     def _on_gaze(self, sample: GazeSample) -> None:
         self.stats.gaze_samples += 1
-        track = self._pose_track()
-        world_from_head = track.at(sample.timestamp_ns) if track is not None else None
-        step = self._gaze.push(sample, world_from_head)
+        step = self._gaze.push(sample, self.poses.world_from_head_at(sample.timestamp_ns))
         for sink in self.sinks:
             sink.on_gaze(sample, step.filtered)
         for fixation in step.fixations:
@@ -325,17 +269,9 @@ class Pipeline:
 
     # ------------------------------------------------------------------ selection
 
-    def _pose_track(self) -> PoseTrack | None:
-        if self._track is None and self._pose_times:
-            # Each pose was checked once as a HeadPose and times ascend (_on_pose): no re-check per rebuild.
-            self._track = PoseTrack.from_checked(self._pose_times, np.stack(list(self._poses)))
-        return self._track
-
     def world_from_camera_at(self, timestamp_ns: int) -> Transform | None:
         """The camera's pose at ``timestamp_ns`` from the head poses so far (4x4 float64), or None."""
-        track = self._pose_track()
-        world_from_head = track.at(timestamp_ns) if track is not None else None
-        return None if world_from_head is None else world_from_head @ self.head_from_camera
+        return self.poses.world_from_camera_at(timestamp_ns)
 
     def _choose_keyframe(self, trigger: Trigger) -> Keyframe | KeyframeRefusal:
         """Asynchronous mode: an encoded keyframe usable for ``trigger`` (by head motion), or why none is."""
@@ -350,7 +286,7 @@ class Pipeline:
             self.embeddings.keyframes(),
             trigger.timestamp_ns,
             fixation.start_ns,
-            self._pose_track(),
+            self.poses.track(),
             self.options.keyframe_policy,
             view,
         )
@@ -399,7 +335,7 @@ class Pipeline:
         keyframe = self._keyframe(trigger, retry)  # None: dropped, or waiting for a keyframe
         if keyframe is None:
             return
-        track = self._pose_track()
+        track = self.poses.track()
         world_from_camera = self.world_from_camera_at(keyframe.frame.timestamp_ns)
         if track is None or world_from_camera is None:
             self._drop(Drop(trigger.timestamp_ns, "no_head_pose", "no head pose at the keyframe's time", fixation))
@@ -418,21 +354,29 @@ class Pipeline:
             self._drop(Drop(trigger.timestamp_ns, "prompt_miss", decision.reason, fixation))
             return
         self.stats.timings.append(decision.timing)
-        selection = self._make_selection(
-            trigger.timestamp_ns,
-            fixation,
-            keyframe.frame,
-            decision.prompt,
-            decision.prediction,
-            decision.index,
-            mask_choice=decision.reason.value,
-            look_through=decision.look_through,
-        )
-        self._publish(_Latest(selection, keyframe.frame, world_from_camera, decision, keyframe.embedding))
+        selection = decision.to_selection(self._new_id(), trigger.timestamp_ns, fixation, keyframe.frame)
+        self._publish(LatestSelection(selection, keyframe.frame, world_from_camera, decision, keyframe.embedding))
+        self._learn_bias(selection, samples, keyframe.frame, world_from_camera, track)
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
+
+    def _learn_bias(
+        self,
+        selection: Selection,
+        samples: Sequence[GazeSample],
+        frame: Frame,
+        world_from_camera: Transform,
+        track: PoseTrack,
+    ) -> None:
+        """Take the selection's offset from the raw gaze ``samples`` to its mask as an observation of the
+        tracker's bias (:mod:`xrseg.select.recalibration`)."""
+        opts = self.options
         offset = selection_offset_rad(
             samples,
             selection.mask,
-            keyframe.frame.depth_m,
+            frame.depth_m,
             opts.fallback_depth_m,
             self.camera,
             world_from_camera,
@@ -442,43 +386,7 @@ class Pipeline:
         if offset is not None:
             self._bias.observe(selection.selection_id, offset)
 
-    def _make_selection(
-        self,
-        timestamp_ns: int,
-        fixation: Fixation,
-        frame: Frame,
-        prompt: Prompt,
-        prediction: MaskPrediction,
-        index: int | None = None,
-        selection_id: int | None = None,
-        *,
-        mask_choice: str = "sam",
-        look_through: bool = False,
-    ) -> Selection:
-        chosen = prediction.best if index is None else index
-        if selection_id is None:
-            selection_id = self._next_id
-            self._next_id += 1
-        return Selection(
-            selection_id=selection_id,
-            timestamp_ns=timestamp_ns,
-            keyframe_index=frame.index,
-            keyframe_timestamp_ns=frame.timestamp_ns,
-            fixation=fixation,
-            mask=prediction.masks[chosen],
-            score=float(prediction.scores[chosen]),
-            mask_index=chosen,
-            candidate_scores=tuple(float(s) for s in prediction.scores),
-            prompt_points_xy=prompt.points_xy,
-            prompt_labels=prompt.labels,
-            gaze_xy=prompt.gaze_xy,
-            depth_source=prompt.depth_source,
-            point_world_m=prompt.point_world_m,
-            mask_choice=mask_choice,
-            look_through=look_through,
-        )
-
-    def _publish(self, latest: _Latest) -> None:
+    def _publish(self, latest: LatestSelection) -> None:
         self.stats.selections += 1
         self._last = latest
         selection, frame = latest.selection, latest.frame
@@ -508,58 +416,13 @@ class Pipeline:
         for sink in self.sinks:
             sink.on_reject(selection)
         self._last = None
-        rejected = (*latest.rejected_masks, selection.mask)
-        alternatives = self._selector.alternatives(
-            latest.decision, latest.frame, latest.world_from_camera, latest.embedding, rejected
-        )
-        if not alternatives:
-            return
-        runner_up = alternatives[0]
-        offered = self._make_selection(
-            timestamp_ns,
-            selection.fixation,
-            latest.frame,
-            runner_up.prompt,
-            runner_up.prediction,
-            runner_up.index,
-            mask_choice="runner_up",
-            look_through=runner_up.look_through,
-        )
-        self._publish(dataclasses.replace(latest, selection=offered, decision=runner_up, rejected_masks=rejected))
+        offered = runner_up(latest, self._selector, self._new_id(), timestamp_ns)
+        if offered is not None:
+            self._publish(offered)
 
     def _step(self, larger: bool, timestamp_ns: int) -> None:
         """Step the latest selection to the next larger (or smaller) candidate mask, by area."""
-        latest = self._last
-        if latest is None:
-            return
-        selection, prediction = latest.selection, latest.decision.prediction
-        areas = prediction.masks.reshape(len(prediction.masks), -1).sum(axis=1)
-        order = list(np.argsort(areas, kind="stable"))
-        position = order.index(selection.mask_index) + (1 if larger else -1)
-        if not 0 <= position < len(order):
-            return
-        stepped = self._make_selection(
-            timestamp_ns,
-            selection.fixation,
-            latest.frame,
-            latest.decision.prompt,
-            prediction,
-            int(order[position]),
-            selection.selection_id,
-            mask_choice="step",
-            look_through=selection.look_through,
-        )
-        self.stats.selections -= 1  # the same selection, changed
-        self._publish(dataclasses.replace(latest, selection=stepped))
-
-
-@dataclass(frozen=True)
-class _Latest:
-    """The latest selection with what REJECT, LARGER and SMALLER need to act on it."""
-
-    selection: Selection
-    frame: Frame
-    world_from_camera: Transform
-    decision: Decision
-    embedding: ImageEmbedding
-    rejected_masks: tuple[np.ndarray, ...] = ()
+        changed = None if self._last is None else stepped(self._last, larger, timestamp_ns)
+        if changed is not None:
+            self.stats.selections -= 1  # the same selection, changed
+            self._publish(changed)

@@ -29,7 +29,7 @@ from xrseg.select.candidates import CandidateOptions, KeyframeScene, analyse_key
 from xrseg.select.maskchoice import ChoiceOptions, ChoiceReason, MaskChoice, choose_mask, look_through_point
 from xrseg.select.prompter import Prompt, Prompter, PromptMiss
 from xrseg.sinks.base import Timing
-from xrseg.types import CameraModel, Frame, GazeSample, Transform, Vec3
+from xrseg.types import CameraModel, Fixation, Frame, GazeSample, Selection, Transform, Vec3
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,36 @@ class Decision:
     reason: ChoiceReason
     look_through: bool
     timing: Timing
+
+    def to_selection(
+        self,
+        selection_id: int,
+        timestamp_ns: int,
+        fixation: Fixation,
+        frame: Frame,
+        mask_choice: str | None = None,
+    ) -> Selection:
+        """The :class:`~xrseg.types.Selection` record of this decision on keyframe ``frame``;
+        ``mask_choice`` overrides the recorded reason (``runner_up``, ``step``)."""
+        prompt, prediction, index = self.prompt, self.prediction, self.index
+        return Selection(
+            selection_id=selection_id,
+            timestamp_ns=timestamp_ns,
+            keyframe_index=frame.index,
+            keyframe_timestamp_ns=frame.timestamp_ns,
+            fixation=fixation,
+            mask=prediction.masks[index],
+            score=float(prediction.scores[index]),
+            mask_index=index,
+            candidate_scores=tuple(float(s) for s in prediction.scores),
+            prompt_points_xy=prompt.points_xy,
+            prompt_labels=prompt.labels,
+            gaze_xy=prompt.gaze_xy,
+            depth_source=prompt.depth_source,
+            point_world_m=prompt.point_world_m,
+            mask_choice=self.reason.value if mask_choice is None else mask_choice,
+            look_through=self.look_through,
+        )
 
 
 def moved_prompt(prompt: Prompt, point_xy: tuple[float, float]) -> Prompt:

@@ -26,7 +26,7 @@ from xrseg.sinks.base import PipelineStats, Sink
 from xrseg.types import Fixation, Frame, Selection, Transform
 
 if TYPE_CHECKING:  # the options are only recorded, never used here
-    from xrseg.select.pipeline import PipelineOptions
+    from xrseg.config import PipelineOptions
 
 log = logging.getLogger(__name__)
 

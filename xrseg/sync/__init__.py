@@ -1,0 +1,1 @@
+"""Synchronisation: one time base and one head-pose track per run, shared by every stage."""
