@@ -253,10 +253,7 @@ def import_aria(
     if max_frames is not None and max_frames < 1:
         raise InputError(f"--max-frames must be >= 1, got {max_frames}")
     calibration = require("projectaria_tools.core.calibration", "aria")
-    provider = open_vrs(vrs_path)
-    stream = provider.get_stream_id_from_label(RGB_LABEL)
-    if stream is None or provider.get_num_data(stream) == 0:
-        raise InputError(f"{vrs_path.name} has no RGB camera stream ({RGB_LABEL}): nothing to segment")
+    provider, stream = _open_rgb_stream(vrs_path)
     device = provider.get_device_calibration()
     gen1 = device.get_device_version() == calibration.DeviceVersion.Gen1
     rectifier = make_rectifier(device.get_camera_calib(RGB_LABEL), gen1, size_px, focal_px)
@@ -292,6 +289,15 @@ def import_aria(
         return rectifier.rectify(image.to_numpy_array())
 
     return write_import(streams, read_rgb, out, overwrite=overwrite, progress=progress)
+
+
+def _open_rgb_stream(vrs_path: Path) -> tuple[Any, Any]:
+    """The VRS data provider and its RGB camera's stream id; InputError when there is no RGB stream."""
+    provider = open_vrs(vrs_path)
+    stream = provider.get_stream_id_from_label(RGB_LABEL)
+    if stream is None or provider.get_num_data(stream) == 0:
+        raise InputError(f"{vrs_path.name} has no RGB camera stream ({RGB_LABEL}): nothing to segment")
+    return provider, stream
 
 
 def _head_poses(
