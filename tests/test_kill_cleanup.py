@@ -18,8 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from xrseg.errors import InputError
 from xrseg.scratch import remove_stale
 from xrseg.sinks.outdir import RUN_ENTRIES
+from xrseg.sinks.runlock import LOCK_NAME
+from xrseg.sinks.runstate import open_run
 from xrseg.tools.killprobe import default_sigint, leftovers
 
 SEED = 15
@@ -65,6 +68,39 @@ def test_work_folders_go_with_their_run_and_stale_ones_at_the_next(tmp_path: Pat
     alive.stdin.close()
     assert alive.wait() == 0
     assert sorted(tmp_path.iterdir()) == []
+
+
+RUN_HOLDER = """
+import sys
+from pathlib import Path
+from xrseg.sinks.runstate import open_run
+with open_run(Path(sys.argv[1]), False, "replay"):
+    (Path(sys.argv[1]) / ".overlay.mp4.partial.mp4").write_bytes(b"half a video")
+    print("writing", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_killed_runs_leftovers_go_at_the_next_run_into_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XRSEG_HOME", str(tmp_path / "home"))
+    first = tmp_path / "first"
+    env = dict(os.environ, XRSEG_HOME=str(tmp_path / "home"))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", RUN_HOLDER, str(first)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == b"writing\n"
+    with pytest.raises(InputError, match=r"being written by another xrseg run \(pid \d+\)"):
+        open_run(first, True, "replay")  # --overwrite does not clear a folder under a running run
+    holder.kill()
+    assert holder.wait() == -signal.SIGKILL
+    assert (first / ".overlay.mp4.partial.mp4").exists() and (first / LOCK_NAME).exists()
+    with open_run(tmp_path / "second", False, "replay"):
+        pass
+    assert sorted(p.name for p in first.iterdir()) == ["summary.json"]
+    assert json.loads((first / "summary.json").read_text())["complete"] is False
+    assert list((tmp_path / "home" / "runs").iterdir()) == []
 
 
 @pytest.fixture(scope="module")

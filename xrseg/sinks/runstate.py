@@ -6,7 +6,8 @@ The file's top level always has ``"complete"`` (a bool: true only once every out
     "run": {"command": "replay", "pid": 4242, "outcome": "running" | "completed" | "interrupted" | "failed",
             "started_unix_ns": int, "ended_unix_ns": int or null, "error": str or null}
 
-A run killed with SIGKILL leaves the first version (``complete`` false, ``outcome`` ``running``); Ctrl-C,
+A run killed with SIGKILL leaves the first version (``complete`` false, ``outcome`` ``running``, and a ``pid``
+that no longer runs: its folder's lock, :mod:`xrseg.sinks.runlock`, is free); Ctrl-C,
 SIGTERM (see :mod:`xrseg.interrupts`) and errors leave ``interrupted`` or ``failed`` with the counts reached so
 far, and the run's temporary files are removed (:func:`xrseg.sinks.outdir.remove_leftovers`). A completed run
 adds the counts, drops, latencies and outputs (:func:`xrseg.sinks.files.summary_record`).
@@ -24,8 +25,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from xrseg.errors import InputError
 from xrseg.fileio import write_json_atomic
 from xrseg.sinks.outdir import prepare_out_dir, remove_leftovers
+from xrseg.sinks.runlock import OutDirLock, clean_abandoned_runs
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +80,9 @@ class RunSummary:
     lets the exception through.
     """
 
-    def __init__(self, out_dir: Path | None, command: str) -> None:
+    def __init__(self, out_dir: Path | None, command: str, lock: OutDirLock | None = None) -> None:
         self.out_dir = out_dir
+        self.lock = lock
         self.info = RunInfo(command, os.getpid(), time.time_ns())
         self.summary: dict[str, Any] = {}
         self.partial: Callable[[], dict[str, Any]] | None = None
@@ -92,18 +96,24 @@ class RunSummary:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self.out_dir is None:
-            return
+        try:
+            if self.out_dir is not None:
+                self._finish(self.out_dir, exc)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def _finish(self, out_dir: Path, exc: BaseException | None) -> None:
         if exc is None:
-            write_summary(self.out_dir, self.info, RunOutcome.COMPLETED, self.summary)
+            write_summary(out_dir, self.info, RunOutcome.COMPLETED, self.summary)
             return
         outcome = RunOutcome.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RunOutcome.FAILED
         try:
-            write_summary(self.out_dir, self.info, outcome, self._partial(), f"{type(exc).__name__}: {exc}")
+            write_summary(out_dir, self.info, outcome, self._partial(), f"{type(exc).__name__}: {exc}")
         except OSError as err:
-            logger.warning("cannot record the %s run in %s: %s", outcome.value, self.out_dir, err)
+            logger.warning("cannot record the %s run in %s: %s", outcome.value, out_dir, err)
         finally:
-            remove_leftovers(self.out_dir)
+            remove_leftovers(out_dir)
 
     def _partial(self) -> dict[str, Any]:
         if self.summary or self.partial is None:
@@ -116,7 +126,20 @@ class RunSummary:
 
 
 def open_run(out_dir: Path | None, overwrite: bool, command: str) -> RunSummary:
-    """Check ``out_dir`` (:func:`~xrseg.sinks.outdir.prepare_out_dir`: refused if it holds another run unless
-    ``overwrite``) and return the :class:`RunSummary` to run in. Raises :class:`~xrseg.errors.InputError`."""
-    prepare_out_dir(out_dir, overwrite)
-    return RunSummary(out_dir, command)
+    """Check ``out_dir`` and return the :class:`RunSummary` to run in (enter it at once). Killed runs'
+    temporary files are removed first (:func:`~xrseg.sinks.runlock.clean_abandoned_runs`); ``out_dir`` is
+    locked for this run (:class:`~xrseg.sinks.runlock.OutDirLock`: refused while another run writes it) and
+    prepared (:func:`~xrseg.sinks.outdir.prepare_out_dir`: refused if it holds another run unless
+    ``overwrite``). Raises :class:`~xrseg.errors.InputError`."""
+    clean_abandoned_runs()
+    if out_dir is None:
+        return RunSummary(None, command)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} exists and is not a directory")
+    lock = OutDirLock(out_dir)
+    try:
+        prepare_out_dir(out_dir, overwrite)
+    except BaseException:
+        lock.release()
+        raise
+    return RunSummary(out_dir, command, lock)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from xrseg.errors import InputError, XrsegError
 from xrseg.sinks.outdir import RUN_ENTRIES, is_leftover
+from xrseg.sinks.runlock import LOCK_NAME
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def leftovers(out: Path | None, temp_dir: Path) -> tuple[str, ...]:
     found = [str(p) for p in entries if p.name not in FOREIGN_TEMP_NAMES]
     if out is not None and out.is_dir():
         for path in out.rglob(".*"):
-            if is_leftover(path, in_run_folder=path.parent != out):
+            if path.name == LOCK_NAME or is_leftover(path, in_run_folder=path.parent != out):
                 found.append(str(path))
     return tuple(sorted(found))
 
