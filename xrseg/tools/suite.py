@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from xrseg.scratch import scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def run_suite(
     from xrseg.tools.scenes.recipe import resolve_recipe
 
     rows = []
-    with tempfile.TemporaryDirectory(prefix="xrseg-suite-") as tmp:
+    with scratch_dir("xrseg-suite-") as tmp:  # removed with the run, or by the next one after a SIGKILL
         for name in recipes:
             base = load_recipe(resolve_recipe(name))
             for seed in seeds:
