@@ -211,10 +211,15 @@ class MeshSink(Sink):
     def _discard(self, selection_id: int) -> None:
         track = self.tracks.pop(selection_id, None)
         object_id = self.objects.remove(selection_id)
-        if track is not None and object_id is not None:
-            self.results.pop(object_id, None)
-            if self.objects.selections(object_id) and track.stopped is not None:
+        if track is None or object_id is None:
+            return
+        result = self.results.pop(object_id, None)
+        if self.objects.selections(object_id):
+            if track.stopped is not None:
                 self._export(object_id)  # the object without the rejected selection
+        elif result is not None:
+            for name in result.mesh_files.values():  # no selection of it is left: no object
+                (self.out_dir / name).unlink(missing_ok=True)
 
     def _active(self, frame_index: int) -> list[_Track]:
         return [t for t in self.tracks.values() if t.stopped is None and frame_index > t.last_frame_index]
