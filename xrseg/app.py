@@ -48,6 +48,13 @@ def add_pipeline_arguments(
     group.add_argument(
         "--overwrite", action="store_true", help="replace the outputs of an earlier run in --out (else refused)"
     )
+    _add_selection_arguments(group)
+    _add_model_and_network_arguments(group)
+    _add_output_arguments(parser, group, mesh_optional)
+
+
+def _add_selection_arguments(group: argparse._ArgumentGroup) -> None:
+    """Options of the selection core: dwell, prompts, mask choice, cone search, keyframe policy."""
     group.add_argument(
         "--dwell-ms", type=float, default=GazeOptions.dwell_ms, help="dwell time that selects (0: events only)"
     )
@@ -93,6 +100,10 @@ def add_pipeline_arguments(
         default=PipelineOptions.max_keyframe_age_ms,
         help="live/--realtime: how far a keyframe may be from the fixation, and how long one waits (default 8000)",
     )
+
+
+def _add_model_and_network_arguments(group: argparse._ArgumentGroup) -> None:
+    """Options of the model (variant, threads), the event publisher and the remote encoder."""
     group.add_argument("--variant", help="model variant (see `xrseg model info`); default: the manifest's")
     group.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per core)")
     group.add_argument(
@@ -110,6 +121,12 @@ def add_pipeline_arguments(
         "--publish-insecure", action="store_true", help="allow --publish on a non-loopback address without CURVE"
     )
     group.add_argument("--encoder", metavar="ENDPOINT", help="encode keyframes on an `xrseg serve-encoder` server")
+
+
+def _add_output_arguments(
+    parser: argparse.ArgumentParser, group: argparse._ArgumentGroup, mesh_optional: bool
+) -> None:
+    """Options of what a run produces besides selections: meshes, tracks, cutouts, video, viewers."""
     if mesh_optional:
         group.add_argument("--no-mesh", action="store_true", help="do not lift selections or export meshes")
     else:
