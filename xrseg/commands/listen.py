@@ -93,8 +93,9 @@ def _listen(args: argparse.Namespace) -> int:
     received = 0
     curve = None if args.curve is None else CurveClientKeys(args.curve[0], args.curve[1])
     with EventSubscriber(args.endpoint, args.topics or TOPICS, curve=curve) as subscriber:
-        topics = ", ".join(args.topics or TOPICS)
-        print(f"xrseg listen: waiting for {topics} events on {args.endpoint} (Ctrl-C stops)", file=sys.stderr)
+        if not getattr(args, "quiet", False):
+            topics = ", ".join(args.topics or TOPICS)
+            print(f"xrseg listen: waiting for {topics} events on {args.endpoint} (Ctrl-C stops)", file=sys.stderr)
         while args.count is None or received < args.count:
             wait_ms = None if deadline is None else max(0, round((deadline - time.monotonic()) * 1000))
             event = subscriber.receive(wait_ms)
