@@ -126,6 +126,7 @@ class EncoderServer:
         self._context = zmq.Context()
         self._auth = None
         self._lock = threading.Lock()  # the socket is used by the serving thread and, on a reset, the guard's
+        self._resetting = threading.Event()  # the serving thread steps aside (a Lock is not fair)
         self._sock: zmq.Socket | None = None
         try:
             if curve is not None:
@@ -152,6 +153,13 @@ class EncoderServer:
     def reset(self) -> None:
         """Drop every connection and what ZeroMQ buffered for it: close the socket, bind a new one on
         :attr:`endpoint`. Called by the memory guard (from its thread); safe from any thread."""
+        self._resetting.set()
+        try:
+            self._reset()
+        finally:
+            self._resetting.clear()
+
+    def _reset(self) -> None:
         with self._lock:
             sockets.close(self._sock)
             self._sock = self._open_socket()
@@ -184,6 +192,8 @@ class EncoderServer:
 
     @contextmanager
     def _socket(self) -> Iterator[zmq.Socket]:
+        while self._resetting.is_set():
+            time.sleep(0.001)
         with self._lock:
             if self._sock is None:
                 raise RuntimeError("the encoder server is closed")
