@@ -188,13 +188,7 @@ def _mesh_scores(
 ) -> list[dict[str, Any]]:
     import open3d as o3d
 
-    from xrseg.lift.metrics import (
-        chamfer_distance_m,
-        completeness,
-        mesh_to_truth_distance_m,
-        sample_surface_points,
-    )
-    from xrseg.lift.pointcloud import lift_mask
+    from xrseg.lift.metrics import chamfer_distance_m, completeness, mesh_to_truth_distance_m
 
     results = []
     for entry in objects:
@@ -207,15 +201,6 @@ def _mesh_scores(
         object_id = score.selected_object_id
         mesh = o3d.io.read_triangle_mesh(out_dir / ply)
         truth = session.object_mesh(object_id)
-        visible: list[np.ndarray] = []
-        for index in entry["frames"]:
-            world_from_camera = scorer.world_from_camera(index)
-            frame = session.frame(index)
-            ids = session.instance_ids(index)
-            if world_from_camera is None or frame.depth_m is None or ids is None:
-                continue
-            lifted = lift_mask(ids == object_id, frame.depth_m, frame.rgb, scorer.camera, world_from_camera)
-            visible.append(lifted.points_world_m)
         record: dict[str, Any] = {
             "selection_id": entry["selection_id"],
             "object_id": object_id,
@@ -237,16 +222,47 @@ def _mesh_scores(
             and distance is not None
             and GOAL_DISTANCE_M[0] <= distance <= GOAL_DISTANCE_M[1]
         )
+        visible = _visible_truth_points(session, scorer, entry["frames"], object_id)
         if visible:
-            seen = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.concatenate(visible)))
-            seen = seen.voxel_down_sample(0.002)
-            sampled = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(sample_surface_points(mesh, 20000)))
-            to_seen = np.asarray(sampled.compute_point_cloud_distance(seen))
-            to_mesh = np.asarray(seen.compute_point_cloud_distance(sampled))
-            record["chamfer_seen_m"] = float((to_seen.mean() + to_mesh.mean()) / 2.0)
-            record["completeness_seen_1cm"] = float(np.mean(to_mesh <= 0.01))
+            record.update(_seen_scores(mesh, visible))
         results.append(record)
     return results
+
+
+def _visible_truth_points(
+    session: Session, scorer: _Scorer, frames: list[int], object_id: int
+) -> list[np.ndarray]:
+    """Per frame of ``frames`` with depth, pose and instance ids: the object's ground-truth pixels lifted to Nx3
+    float64 world points (metres)."""
+    from xrseg.lift.pointcloud import lift_mask
+
+    visible: list[np.ndarray] = []
+    for index in frames:
+        world_from_camera = scorer.world_from_camera(index)
+        frame = session.frame(index)
+        ids = session.instance_ids(index)
+        if world_from_camera is None or frame.depth_m is None or ids is None:
+            continue
+        lifted = lift_mask(ids == object_id, frame.depth_m, frame.rgb, scorer.camera, world_from_camera)
+        visible.append(lifted.points_world_m)
+    return visible
+
+
+def _seen_scores(mesh: Any, visible: list[np.ndarray]) -> dict[str, float]:
+    """Chamfer distance and 1 cm completeness of ``mesh`` against the object's surface the frames saw."""
+    import open3d as o3d
+
+    from xrseg.lift.metrics import sample_surface_points
+
+    seen = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.concatenate(visible)))
+    seen = seen.voxel_down_sample(0.002)
+    sampled = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(sample_surface_points(mesh, 20000)))
+    to_seen = np.asarray(sampled.compute_point_cloud_distance(seen))
+    to_mesh = np.asarray(seen.compute_point_cloud_distance(sampled))
+    return {
+        "chamfer_seen_m": float((to_seen.mean() + to_mesh.mean()) / 2.0),
+        "completeness_seen_1cm": float(np.mean(to_mesh <= 0.01)),
+    }
 
 
 def evaluate_session(path: Path, args: argparse.Namespace, realtime: bool = False) -> dict[str, Any]:
