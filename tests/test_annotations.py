@@ -99,3 +99,8 @@ def test_feathered_cutout_fades_across_the_edge() -> None:
     assert alpha[14, 14] == 255 and alpha[0, 0] == 0  # inside the mask and far off it
     assert 0 < alpha[4, 14] < 255  # the mask's edge (image row 10) fades
     assert set(np.unique(hard[0][..., 3])) == {255}
+
+
+def test_track_and_cutouts_need_an_out_dir(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(SCENES / SCENE), "--track", "--cutouts"]) == 2
+    assert capsys.readouterr().err == "xrseg: error: --track and --cutouts write into --out DIR: give one\n"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from xrseg.config import PipelineOptions
-from xrseg.errors import InputError, SessionError
+from xrseg.errors import InputError, SessionError, UsageError
 from xrseg.select.candidates import CandidateOptions
 from xrseg.select.gaze_path import GazeOptions
 from xrseg.select.pipeline import Pipeline
@@ -367,6 +367,9 @@ def _out_sinks(
     from xrseg.sinks.files import SelectionWriter
 
     if args.out is None:
+        wants = [f"--{name}" for name in ("track", "cutouts") if getattr(args, name, False)]
+        if wants:
+            raise UsageError(f"{' and '.join(wants)} write into --out DIR: give one")
         return [], None
     sinks: list[Sink] = [SelectionWriter(args.out)]
     mesh_sink = None
