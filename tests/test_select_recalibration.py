@@ -94,12 +94,24 @@ def test_selections_that_say_nothing_about_the_bias_are_not_taken() -> None:
     assert _offset((0.01, 0.0), radius_px=-1) is None  # an empty mask
 
 
-def test_the_median_ignores_one_wrong_pick() -> None:
-    estimate = GazeBias(RecalibrationOptions(min_observations=3))
-    for selection_id, offset_deg in enumerate([(2.0, 1.0), (2.1, 0.9), (-3.0, 2.5), (1.9, 1.1)]):
+def test_one_wrong_pick_is_outvoted() -> None:
+    estimate = GazeBias(RecalibrationOptions(min_observations=2))
+    for selection_id, offset_deg in enumerate([(-3.0, 2.5), (2.0, 1.0)]):
+        estimate.observe(selection_id, np.radians(offset_deg))
+    assert estimate.offset_rad is None  # two picks that disagree: no correction yet
+    for selection_id, offset_deg in enumerate([(2.1, 0.9), (1.9, 1.1)], start=2):
         estimate.observe(selection_id, np.radians(offset_deg))
     assert estimate.offset_rad is not None
-    assert np.degrees(estimate.offset_rad) == pytest.approx([1.95, 1.05], abs=1e-9)
+    assert np.degrees(estimate.offset_rad) == pytest.approx([2.0, 1.0], abs=1e-9)
+
+
+def test_no_correction_without_a_majority() -> None:
+    """Two agreeing offsets among five scattered ones are no consensus: a correction could lock in a mistake."""
+    estimate = GazeBias(RecalibrationOptions(min_observations=2))
+    scattered = [(-3.0, 2.5), (2.0, 1.0), (2.2, 1.2), (-1.0, -3.0), (4.0, -2.0)]
+    for selection_id, offset_deg in enumerate(scattered):
+        estimate.observe(selection_id, np.radians(offset_deg))
+    assert estimate.offset_rad is None
 
 
 def test_disabled_recalibration_never_corrects() -> None:

@@ -1,21 +1,23 @@
 """Implicit recalibration: the eye tracker's constant offset, learned from what the person selected.
 
-An eye tracker's largest error is a bias that stays put for minutes (calibration drift, a headset that moved):
-its accuracy figure, 0.5-3 deg in one direction. Noise averages out over a fixation; the bias does not, so at
-2-3 deg the gaze lands beside small or far objects, on the table or on a neighbour. Every selection says where
-the person looked: at the selected object, near its middle (people fixate objects close to their centre, the
-"preferred viewing location"). The angular offset from each measured gaze sample to the selected mask's centre
-(through the keyframe's depth and the head pose at the sample's time) is one observation of the bias; the
-component-wise median of the last ``window`` observations is the estimate, and later fixations' gaze
+An eye tracker's largest error is a bias that stays put for minutes (calibration drift, a headset that moved): its
+accuracy figure, 0.5-3 deg in one direction. Noise averages out over a fixation; the bias does not, so at 2-3 deg
+the gaze lands beside small or far objects, on the table or on a neighbour. Every selection says where the person
+looked: at the selected object, near its middle (people fixate objects close to their centre, the "preferred
+viewing location"). The angular offset from each measured gaze sample to the selected mask's centre (through the
+keyframe's depth and the head pose at the sample's time) is one observation of the bias; the component-wise median
+of the largest group of agreeing observations among the last ``window`` is the estimate, and later fixations' gaze
 directions are turned by it before they become prompts. Self-calibration from selections or saliency is an
 established technique (e.g. Sugano and Bulling, UIST 2015); this is its simplest robust form.
 
-Safeguards: an observation beyond ``max_offset_deg`` (a wrong pick, or an object too large to have a centre
-worth fixating: over ``max_object_radius_deg``) is not taken; nothing is corrected until ``min_observations``
-agree; REJECT forgets the rejected selection's observation.
+Safeguards, because a wrong pick's offset is wrong and a correction by it makes the next pick wrong the same way
+(a feedback loop that locks in): an observation beyond ``max_offset_deg`` (a wrong pick) or of an object over
+``max_object_radius_deg`` (too large to have a centre worth fixating) is not taken; nothing is corrected until
+``min_observations`` observations agree within ``agreement_deg`` and they are at least half of those kept, so the
+first picks, made without correction, must confirm each other; REJECT forgets the rejected selection's
+observation.
 
-Offsets are (right, up) radians in the tangent plane of the measured direction
-(:mod:`xrseg.select.gaze_offsets`).
+Offsets are (right, up) radians in the tangent plane of the measured direction (:mod:`xrseg.select.gaze_offsets`).
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ class RecalibrationOptions:
 
     enabled: bool = True
     min_observations: int = 2
-    """Selections whose offsets are needed before any correction."""
+    """Agreeing observations needed before any correction."""
+    agreement_deg: float = 1.5
+    """Observations within this of each other agree (people fixate objects near, not at, their centre)."""
     window: int = 8
     """The estimate is the median of at most this many latest observations."""
     max_offset_deg: float = 5.0
@@ -54,7 +58,7 @@ class RecalibrationOptions:
     def __post_init__(self) -> None:
         if self.min_observations < 1 or self.window < self.min_observations:
             raise InputError("recalibration needs 1 <= min_observations <= window")
-        for name in ("max_offset_deg", "max_object_radius_deg"):
+        for name in ("max_offset_deg", "max_object_radius_deg", "agreement_deg"):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0 < value <= 45):
                 raise InputError(f"{name} must be in (0, 45], got {value}")
@@ -131,10 +135,19 @@ class GazeBias:
 
     @property
     def offset_rad(self) -> npt.NDArray[np.float64] | None:
-        """The estimated bias, (right, up) radians; None until ``min_observations`` were taken."""
+        """The estimated bias, (right, up) radians: the median of the largest group of observations within
+        ``agreement_deg`` of one of them; None while that group is smaller than ``min_observations`` or than
+        half of the observations kept."""
         if not self.options.enabled or len(self._observations) < self.options.min_observations:
             return None
-        estimate: npt.NDArray[np.float64] = np.median(np.stack([o for _, o in self._observations]), axis=0)
+        offsets = np.stack([o for _, o in self._observations])
+        apart_rad = np.linalg.norm(offsets[:, None, :] - offsets[None, :, :], axis=2)
+        agreeing = apart_rad <= math.radians(self.options.agreement_deg)
+        group = agreeing[int(np.argmax(agreeing.sum(axis=1)))]
+        size = int(group.sum())
+        if size < self.options.min_observations or 2 * size < len(offsets):
+            return None
+        estimate: npt.NDArray[np.float64] = np.median(offsets[group], axis=0)
         return estimate
 
     def correct(self, samples: Sequence[GazeSample]) -> list[GazeSample]:
