@@ -138,18 +138,24 @@ def ping_frames(request_id: str) -> list[bytes]:
     return attach_payloads(_header("ping", request_id), [])
 
 
+def _open_message(frames: Sequence[bytes], what: str, limits: Limits) -> tuple[dict[str, Any], Fields]:
+    """The header of a [header, payloads...] ``what`` ("request" or "reply") and its fields, after the frame
+    count and total size are checked against ``limits``."""
+    if not frames:
+        raise ProtocolError(f"{what} has no header frame")
+    if len(frames) > 1 + limits.max_payload_frames:
+        raise ProtocolError(f"{what} has {len(frames)} frames, more than {1 + limits.max_payload_frames}")
+    check_total_size(frames, limits)
+    header = decode_header(frames[0], FAMILY, MAJOR, limits)
+    return header, Fields(header, f"{what} header")
+
+
 def parse_request(frames: Sequence[bytes], limits: Limits = DEFAULT_LIMITS) -> Request:
     """Parse [header, payloads...] (routing frames already removed).
 
     Raises ProtocolError, or its subclasses UnsupportedVersionError and MessageTooLargeError (see protocol.py).
     """
-    if not frames:
-        raise ProtocolError("request has no header frame")
-    if len(frames) > 1 + limits.max_payload_frames:
-        raise ProtocolError(f"request has {len(frames)} frames, more than {1 + limits.max_payload_frames}")
-    check_total_size(frames, limits)
-    header = decode_header(frames[0], FAMILY, MAJOR, limits)
-    fields = Fields(header, "request header")
+    header, fields = _open_message(frames, "request", limits)
     request_id = _request_id(fields)
     kind = fields.str_("type", 16)
     payloads = read_payloads(header, frames[1:], limits)
@@ -201,13 +207,7 @@ def pong_frames(request_id: str, info: Mapping[str, Any]) -> list[bytes]:
 
 def parse_reply(frames: Sequence[bytes], limits: Limits = DEFAULT_LIMITS) -> Reply:
     """Parse a server reply [header, payloads...] (a REQ client's empty delimiter already removed)."""
-    if not frames:
-        raise ProtocolError("reply has no header frame")
-    if len(frames) > 1 + limits.max_payload_frames:
-        raise ProtocolError(f"reply has {len(frames)} frames, more than {1 + limits.max_payload_frames}")
-    check_total_size(frames, limits)
-    header = decode_header(frames[0], FAMILY, MAJOR, limits)
-    fields = Fields(header, "reply header")
+    header, fields = _open_message(frames, "reply", limits)
     kind = fields.str_("type", 16)
     payloads = read_payloads(header, frames[1:], limits)
     if kind == "error":
