@@ -149,11 +149,12 @@ class ProbePlan:
     commands: tuple[ProbeCommand, ...]
     max_delay_s: float
     extra: tuple[str, ...] = ()
+    signals: tuple[ProbeSignal, ...] = tuple(ProbeSignal)
 
 
 def probe_round(index: int, rng: random.Random, plan: ProbePlan) -> ProbeRound:
     """One round (see the module docstring) in ``plan.work/<index>``."""
-    command, sig = rng.choice(plan.commands), rng.choice(list(ProbeSignal))
+    command, sig = rng.choice(plan.commands), rng.choice(plan.signals)
     delay_s = round(rng.uniform(0.0, plan.max_delay_s), 2)
     folder = plan.work / f"{index:03d}"
     out = None if command is ProbeCommand.EVAL_WITHOUT_OUT else folder / "out"
@@ -164,6 +165,12 @@ def probe_round(index: int, rng: random.Random, plan: ProbePlan) -> ProbeRound:
     return ProbeRound(index, command, sig, delay_s, interrupted, run_state(code, out, temp_dir))
 
 
+def _json_value(value: object) -> object:
+    if isinstance(value, ProbeSignal):
+        return value.name
+    return value.value if isinstance(value, ProbeCommand) else str(value)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m xrseg.tools.killprobe", description=__doc__.split("\n")[0])
     parser.add_argument("session", type=Path)
@@ -172,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-delay-s", type=float, default=20.0, help="signal after 0 to this many seconds")
     parser.add_argument("--work", type=Path, default=Path("killprobe-work"), help="folder for the rounds' runs")
     parser.add_argument("--commands", nargs="+", choices=[c.value for c in ProbeCommand])
+    parser.add_argument("--signals", nargs="+", choices=[s.name for s in ProbeSignal])
     parser.add_argument("--json", action="store_true")
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
@@ -183,7 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.rounds < 1 or not args.max_delay_s > 0:
             raise InputError("--rounds must be >= 1 and --max-delay-s > 0")
         commands = tuple(ProbeCommand(c) for c in args.commands) if args.commands else tuple(ProbeCommand)
-        plan = ProbePlan(args.session.resolve(), args.work.resolve(), commands, args.max_delay_s, tuple(extra))
+        signals = tuple(ProbeSignal[s] for s in args.signals) if args.signals else tuple(ProbeSignal)
+        plan = ProbePlan(
+            args.session.resolve(), args.work.resolve(), commands, args.max_delay_s, tuple(extra), signals
+        )
         rng = random.Random(args.seed)
         rounds = []
         for index in range(args.rounds):
@@ -202,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"killprobe: error: {err}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps([asdict(r) | {"problems": r.problems()} for r in rounds], default=str, indent=2))
+        print(json.dumps([asdict(r) | {"problems": r.problems()} for r in rounds], default=_json_value, indent=2))
     return 1 if any(r.problems() for r in rounds) else 0
 
 
