@@ -15,9 +15,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -72,41 +74,56 @@ def connected(address: str, num_cpus: int, runtime_env: dict[str, Any] | None) -
     ray = _import_ray()
     if ray.is_initialized():
         raise InputError("Ray is already initialised in this process: call xrseg.batch.run before ray.init")
-    temp_dir = _init(ray, address, num_cpus, runtime_env)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-        if temp_dir is not None:
-            shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _init(ray: Any, address: str, num_cpus: int, runtime_env: dict[str, Any] | None) -> str | None:
-    """Connect, or start a local Ray for ``auto`` when there is no cluster; returns the temporary folder of a
-    Ray started here."""
     common: dict[str, Any] = {"runtime_env": runtime_env, "log_to_driver": False, "configure_logging": False}
+    with contextlib.ExitStack() as stack:  # undone in reverse: shutdown, environment, temporary folder
+        if address != AUTO or _cluster_in_sight(ray):
+            stack.callback(ray.shutdown)
+            try:
+                ray.init(address=address, **common)
+            except ConnectionError as err:
+                raise InputError(f"cannot connect to Ray at {address}: {str(err).splitlines()[0]}") from err
+        else:
+            temp_dir = tempfile.mkdtemp(prefix="xrseg-ray-")
+            stack.callback(shutil.rmtree, temp_dir, ignore_errors=True)
+            stack.enter_context(_private_token())
+            log.info("no Ray cluster found: starting a local one (%d CPUs) in %s", num_cpus, temp_dir)
+            stack.callback(ray.shutdown)
+            ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                object_store_memory=OBJECT_STORE_BYTES,
+                _temp_dir=temp_dir,
+                **common,
+            )
+        yield ray
+
+
+def _cluster_in_sight(ray: Any) -> bool:
+    """Whether ``ray.init("auto")`` has a cluster to join: ``RAY_ADDRESS``, or the address file a ``ray start``
+    on this machine leaves (Ray's own lookup, documented under ``ray.init``)."""
+    if os.environ.get("RAY_ADDRESS"):
+        return True
     try:
-        ray.init(address=address, **common)
-        return None
-    except ConnectionError as err:
-        if address != AUTO:
-            raise InputError(f"cannot connect to Ray at {address}: {str(err).splitlines()[0]}") from err
-    temp_dir = tempfile.mkdtemp(prefix="xrseg-ray-")
-    log.info("no Ray cluster found: starting a local one (%d CPUs) in %s", num_cpus, temp_dir)
+        return bool(ray._private.utils.read_ray_address())
+    except AttributeError:  # Ray moved its helper: let ray.init("auto") look
+        return True
+
+
+@contextmanager
+def _private_token() -> Iterator[None]:
+    """While a local Ray runs: its auth token in the environment its processes inherit, made for this batch
+    (Ray would otherwise write one to ``~/.ray/auth_token`` and leave it there). A mode or token the user set
+    is theirs; what Ray or this adds to the environment is removed after."""
+    before = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    if before["RAY_AUTH_MODE"] is None and before["RAY_AUTH_TOKEN"] is None:
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     try:
-        ray.init(
-            address="local",
-            num_cpus=num_cpus,
-            include_dashboard=False,
-            object_store_memory=OBJECT_STORE_BYTES,
-            _temp_dir=temp_dir,
-            **common,
-        )
-    except BaseException:
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        raise
-    return temp_dir
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from xrseg.batch.local import LocalBackend
 from xrseg.batch.options import check_pipeline_args, fingerprint, pipeline_variant
 from xrseg.batch.records import BatchTask, SessionJob, SessionResult, SessionStatus, pending, result_path
 from xrseg.batch.report import BatchReport, write_report
-from xrseg.batch.sessions import expand_sessions
+from xrseg.batch.sessions import BatchSession, expand_sessions
 from xrseg.batch.tasks import SUMMARY_FILE, read_summary, task_available
 from xrseg.errors import InputError, UsageError, check_positive
 
@@ -84,49 +84,42 @@ def run(
         )
     args = check_pipeline_args(task, tuple(pipeline_args))
     found = expand_sessions(sessions, out)
-    plan = _plan(task, out, found, args, workers, ray_address, cpus_per_session, gpus_per_session)
-    if isinstance(plan.backend, LocalBackend):
+    _check_resources(workers, cpus_per_session, gpus_per_session, ray_address)
+    if ray_address is None:
         from xrseg.batch.models import prepare_model_cache
 
         prepare_model_cache(pipeline_variant(task, args))  # one clear error now instead of one per session
-    if ray_runtime_env is not None and hasattr(plan.backend, "runtime_env"):
-        plan.backend.runtime_env = ray_runtime_env
-    return _execute(task, out, plan, args, force, progress)
-
-
-def _plan(
-    task: BatchTask,
-    out: Path,
-    found: Sequence[Any],
-    args: tuple[str, ...],
-    workers: int | None,
-    ray_address: str | None,
-    cpus_per_session: int | None,
-    gpus_per_session: float,
-) -> _Plan:
-    cores = os.cpu_count() or 1
-    if workers is not None:
-        check_positive("--workers", workers)
-    if cpus_per_session is not None:
-        check_positive("--cpus-per-session", cpus_per_session)
-    if gpus_per_session < 0:
-        raise InputError(f"--gpus-per-session must be >= 0, got {gpus_per_session}")
-    if ray_address is None:
-        if gpus_per_session:
-            raise InputError("--gpus-per-session needs --ray (local workers use the GPU ONNX Runtime finds)")
         count = workers or 1
-        threads = cpus_per_session or max(1, cores // count)
-        backend: Backend = LocalBackend(count)
-        label = "local"
+        threads = cpus_per_session or max(1, (os.cpu_count() or 1) // count)
+        plan = _Plan(_jobs(task, out, found, args, threads), LocalBackend(count), "local", count, threads)
     else:
         from xrseg.batch.ray_backend import RayBackend
 
         threads = cpus_per_session or RAY_CPUS_PER_SESSION
-        backend = RayBackend(ray_address, threads, gpus_per_session, workers, pipeline_variant(task, args))
-        label, count = f"ray {ray_address}", workers or 0
+        variant = pipeline_variant(task, args)
+        backend = RayBackend(ray_address, threads, gpus_per_session, workers, variant, ray_runtime_env)
+        plan = _Plan(_jobs(task, out, found, args, threads), backend, f"ray {ray_address}", workers, threads)
+    return _execute(task, out, plan, args, force, progress)
+
+
+def _check_resources(
+    workers: int | None, cpus_per_session: int | None, gpus_per_session: float, ray_address: str | None
+) -> None:
+    if workers is not None:
+        check_positive("--workers", workers)
+    if cpus_per_session is not None:
+        check_positive("--cpus-per-session", cpus_per_session)
+    if not gpus_per_session >= 0:
+        raise InputError(f"--gpus-per-session must be >= 0, got {gpus_per_session}")
+    if ray_address is None and gpus_per_session:
+        raise InputError("--gpus-per-session needs --ray (local workers use the GPU ONNX Runtime finds)")
+
+
+def _jobs(
+    task: BatchTask, out: Path, found: Sequence[BatchSession], args: tuple[str, ...], threads: int
+) -> tuple[SessionJob, ...]:
     key = fingerprint(task, args)
-    jobs = tuple(SessionJob(s.name, str(s.path), str(out / s.name), task, args, threads, key) for s in found)
-    return _Plan(jobs, backend, label, count or None, threads)
+    return tuple(SessionJob(s.name, str(s.path), str(out / s.name), task, args, threads, key) for s in found)
 
 
 def previous_result(job: SessionJob) -> SessionResult | None:

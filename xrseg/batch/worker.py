@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import socket
 import sys
@@ -106,7 +105,6 @@ def main(argv: list[str] | None = None) -> int:
     # The batch stops a worker with SIGTERM: unwind like Ctrl-C, so the run's temporary files are removed.
     signal.signal(signal.SIGTERM, _terminate)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         result = run_job(SessionJob.from_json(args[0]))
     except KeyboardInterrupt:

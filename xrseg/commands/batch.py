@@ -9,6 +9,15 @@ from pathlib import Path
 from xrseg.batch.records import BatchTask
 
 
+def _task(value: str) -> BatchTask:
+    try:
+        return BatchTask(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a task: choose from {', '.join(t.value for t in BatchTask)}"
+        ) from None
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "batch",
@@ -24,8 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="results: one folder per session, and batch.json")
     parser.add_argument(
         "--task",
-        type=BatchTask,
-        choices=list(BatchTask),
+        type=_task,
         metavar="{" + ",".join(t.value for t in BatchTask) + "}",
         default=BatchTask.EVAL,
         help="what to do with each session, as `xrseg replay|eval|export-mesh|export-annotations` (default eval)",
