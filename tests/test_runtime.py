@@ -10,8 +10,11 @@ import pytest
 
 from xrseg.cli import main
 from xrseg.config import PipelineOptions
+from xrseg.geometry import PoseTrack
 from xrseg.masks import mask_iou
+from xrseg.select.gaze_offsets import angular_offsets
 from xrseg.select.pipeline import Pipeline
+from xrseg.select.recalibration import RecalibrationOptions
 from xrseg.session.reader import Session
 from xrseg.sinks.base import Drop, Sink
 from xrseg.sources.replay import ReplaySource
@@ -70,6 +73,40 @@ def test_replay_selects_and_is_deterministic(engine, session: Session) -> None:
     assert [s.keyframe_index for s in recorder.selections] == [s.keyframe_index for s in recorder_again.selections]
     for a, b in zip(recorder.selections, recorder_again.selections, strict=True):
         assert np.array_equal(a.mask, b.mask) and a.mask_index == b.mask_index
+
+
+def _true_bias_deg(session: Session) -> np.ndarray:
+    """The session's tracker bias from its ground truth: the median offset (right, up) from each valid gaze
+    sample inside a scripted fixation to the fixation's target point, in degrees."""
+    track = PoseTrack.from_checked(
+        [p.timestamp_ns for p in session.head_poses()], np.stack([p.world_from_head for p in session.head_poses()])
+    )
+    offsets = []
+    for target in session.fixation_targets():
+        assert target.target_world_m is not None
+        for sample in session.gaze_samples():
+            world_from_head = track.at(sample.timestamp_ns)
+            if not (target.start_ns + 100_000_000 <= sample.timestamp_ns <= target.end_ns) or not sample.usable:
+                continue
+            assert world_from_head is not None
+            to_target = np.linalg.inv(world_from_head) @ np.append(target.target_world_m, 1.0)
+            direction = to_target[:3] - sample.ray.origin_m
+            offsets.append(angular_offsets(direction / np.linalg.norm(direction), sample.ray.direction)[0])
+    return np.degrees(np.median(np.asarray(offsets), axis=0))
+
+
+def test_the_tracker_bias_is_learnt_from_the_selections(engine) -> None:  # type: ignore[no-untyped-def]
+    """room-small's tracker is 1 deg off in one direction: the pipeline learns that offset (to 0.5 deg) from
+    its selections of small objects, and corrects nothing with recalibration off."""
+    room = Session.open(SCENES / "room-small")
+    truth = _true_bias_deg(room)
+    assert 0.8 < np.hypot(*truth) < 1.2  # the session's stated accuracy, 1 deg
+    learnt, _ = run(engine, room)
+    assert learnt.stats.gaze_bias_deg is not None
+    # The learnt offset undoes the bias: measured + learnt = true.
+    assert np.hypot(*(np.asarray(learnt.stats.gaze_bias_deg) + truth)) < 0.5, (learnt.stats.gaze_bias_deg, truth)
+    off, _ = run(engine, room, PipelineOptions(recalibration=RecalibrationOptions(enabled=False)))
+    assert off.stats.gaze_bias_deg is None
 
 
 def test_events_step_and_reject_the_latest_selection(engine, session: Session) -> None:

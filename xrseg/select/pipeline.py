@@ -25,6 +25,7 @@ draw.
 from __future__ import annotations
 
 import logging
+import math
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -385,6 +386,14 @@ class Pipeline:
         )
         if offset is not None:
             self._bias.observe(selection.selection_id, offset)
+        self._note_bias()
+
+    def _note_bias(self) -> None:
+        estimate = self._bias.offset_rad
+        bias_deg = None if estimate is None else (math.degrees(estimate[0]), math.degrees(estimate[1]))
+        if bias_deg is not None and self.stats.gaze_bias_deg is None:
+            log.info("the eye tracker is off by %.1f deg right, %.1f deg up: correcting from now on", *bias_deg)
+        self.stats.gaze_bias_deg = bias_deg
 
     def _publish(self, latest: LatestSelection) -> None:
         self.stats.selections += 1
@@ -411,6 +420,7 @@ class Pipeline:
         selection = latest.selection
         self.stats.rejected += 1
         self._bias.forget(selection.selection_id)
+        self._note_bias()
         if selection.point_world_m is not None:
             self._negatives.append(np.asarray(selection.point_world_m))
         for sink in self.sinks:

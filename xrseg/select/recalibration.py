@@ -52,8 +52,9 @@ class RecalibrationOptions:
     """The estimate is the median of at most this many latest observations."""
     max_offset_deg: float = 5.0
     """Observations farther than this from the measured gaze are not taken."""
-    max_object_radius_deg: float = 6.0
-    """Selections of objects larger than this (radius of a disc of the mask's area) are not taken."""
+    max_object_radius_deg: float = 4.0
+    """Selections of objects larger than this (radius of a disc of the mask's area) are not taken: on a large
+    object, and on a ring whose middle is a hole, where a person looks strays degrees from the mask's centre."""
 
     def __post_init__(self) -> None:
         if self.min_observations < 1 or self.window < self.min_observations:

@@ -82,6 +82,9 @@ class PipelineStats:
     """SELECT presses on a fixation already selected (by dwell): answered by the selection that exists."""
     encodes: int = 0
     frames_dropped_by_encoder: int = 0
+    gaze_bias_deg: tuple[float, float] | None = None
+    """The eye tracker's offset learnt from the selections, (right, up) degrees; None while not learnt
+    (:mod:`xrseg.select.recalibration`)."""
     drops: Counter[str] = field(default_factory=Counter)
     timings: list[Timing] = field(default_factory=list)
     encode_ms: list[float] = field(default_factory=list)

@@ -85,6 +85,7 @@ def summary_record(stats: PipelineStats, options: PipelineOptions, extra: dict[s
         "confirmations": stats.confirmations,
         "encodes": stats.encodes,
         "frames_dropped_by_encoder": stats.frames_dropped_by_encoder,
+        "gaze_bias_deg": None if stats.gaze_bias_deg is None else list(stats.gaze_bias_deg),
         "drops": dict(stats.drops),
         "gaze_to_mask_ms": percentiles_ms([t.gaze_to_mask_ms for t in stats.timings]),
         "decode_ms": percentiles_ms([t.decode_ms for t in stats.timings]),
