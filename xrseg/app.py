@@ -23,6 +23,7 @@ from xrseg.select.gaze_path import GazeOptions
 from xrseg.select.pipeline import Pipeline
 from xrseg.select.recalibration import RecalibrationOptions
 from xrseg.sinks.base import PipelineStats, Sink
+from xrseg.sinks.cutouts import DEFAULT_FEATHER_PX
 from xrseg.sources.base import Source, SourceItem
 from xrseg.types import Fixation, Frame, GazeSample, Selection, Transform
 
@@ -144,7 +145,7 @@ def _add_output_arguments(
     group.add_argument(
         "--feather-px",
         type=float,
-        default=0.0,
+        default=DEFAULT_FEATHER_PX,
         help="with --cutouts: soften the alpha edge over this many pixels (default 0: alpha is the mask)",
     )
     group.add_argument("--no-video", action="store_true", help="with --out: no overlay MP4 or contact sheet")
@@ -382,7 +383,7 @@ def _out_sinks(
     if getattr(args, "cutouts", False):
         from xrseg.sinks.cutouts import CutoutWriter
 
-        sinks.append(CutoutWriter(args.out, getattr(args, "feather_px", 0.0)))
+        sinks.append(CutoutWriter(args.out, getattr(args, "feather_px", DEFAULT_FEATHER_PX)))
     if not args.no_video:
         from xrseg.sinks.viz.video import OverlayVideoSink
 

@@ -20,11 +20,14 @@ from xrseg.fileio import write_bytes_atomic
 from xrseg.sinks.base import Sink
 from xrseg.types import Frame, Selection, Transform, mask_bbox_xyxy
 
-__all__ = ["CutoutWriter", "cutout_rgba"]
+__all__ = ["DEFAULT_FEATHER_PX", "CutoutWriter", "cutout_rgba"]
+
+DEFAULT_FEATHER_PX = 0.0
+"""No feathering: the alpha is the mask."""
 
 
 def cutout_rgba(
-    rgb: npt.NDArray[np.uint8], mask: npt.NDArray[np.bool_], feather_px: float = 0.0
+    rgb: npt.NDArray[np.uint8], mask: npt.NDArray[np.bool_], feather_px: float = DEFAULT_FEATHER_PX
 ) -> tuple[npt.NDArray[np.uint8], tuple[int, int, int, int]] | None:
     """The hxwx4 uint8 RGBA cutout of HxWx3 uint8 ``rgb`` under HxW bool ``mask`` and its box (x0, y0, x1, y1),
     inclusive-exclusive pixels of the image; None for an empty mask. ``feather_px`` 0: alpha is the mask (255 or
@@ -49,7 +52,7 @@ def cutout_rgba(
 class CutoutWriter(Sink):
     """Writes ``out_dir/cutouts/NNNN.png`` for each selection (see the module docstring)."""
 
-    def __init__(self, out_dir: Path, feather_px: float = 0.0) -> None:
+    def __init__(self, out_dir: Path, feather_px: float = DEFAULT_FEATHER_PX) -> None:
         cutout_rgba(np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.bool_), feather_px)  # validates
         self.folder = Path(out_dir) / "cutouts"
         self.folder.mkdir(parents=True, exist_ok=True)
