@@ -22,6 +22,7 @@ import numpy.typing as npt
 import open3d as o3d
 
 from xrseg.errors import InputError
+from xrseg.lift.views import CroppedMask
 from xrseg.masks import mask_iou
 
 __all__ = ["IdentityParams", "ObjectRegistry", "point_overlap"]
@@ -62,7 +63,7 @@ def point_overlap(a_m: npt.NDArray[np.float64], b_m: npt.NDArray[np.float64], di
 class _Member:
     selection_id: int
     points_m: npt.NDArray[np.float64]
-    mask: npt.NDArray[np.bool_]
+    mask: CroppedMask  # a long run keeps many: each only as big as its box
 
 
 @dataclass
@@ -90,7 +91,7 @@ class ObjectRegistry:
         points = np.zeros((0, 3)) if points_world_m is None else np.asarray(points_world_m, np.float64)
         if len(points) > self.params.max_points:
             points = points[:: -(-len(points) // self.params.max_points)]
-        member = _Member(selection_id, points, np.asarray(mask, dtype=np.bool_))
+        member = _Member(selection_id, points, CroppedMask.of(np.asarray(mask, dtype=np.bool_)))
         best_id, best = None, 0.0
         for obj in self._objects.values():
             overlap = self._overlap(member, obj)
@@ -110,7 +111,8 @@ class ObjectRegistry:
         if len(member.points_m) and len(object_points):
             overlap = point_overlap(member.points_m, object_points, self.params.match_distance_m)
             return overlap if overlap >= self.params.min_point_overlap else 0.0
-        ious = [mask_iou(member.mask, m.mask) for m in obj.members if m.mask.shape == member.mask.shape]
+        mask = member.mask.full()
+        ious = [mask_iou(mask, m.mask.full()) for m in obj.members if m.mask.shape_hw == member.mask.shape_hw]
         iou = max(ious, default=0.0)
         return iou if iou >= self.params.min_mask_iou else 0.0
 

@@ -53,15 +53,44 @@ from xrseg.types import CameraModel, Frame, Selection, Transform
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class _Extent:
+    """Where a selection's lifted points are: how many, their sum (for the centroid) and their box, metres."""
+
+    count: int
+    sum_m: tuple[float, float, float]
+    lo_m: tuple[float, float, float]
+    hi_m: tuple[float, float, float]
+
+    @classmethod
+    def of(cls, points_m: npt.NDArray[np.float64]) -> _Extent:
+        """Of Nx3 float64 world points (N >= 1)."""
+
+        def vec(values: npt.NDArray[np.float64]) -> tuple[float, float, float]:
+            return (float(values[0]), float(values[1]), float(values[2]))
+
+        return cls(len(points_m), vec(points_m.sum(axis=0)), vec(points_m.min(axis=0)), vec(points_m.max(axis=0)))
+
+    def __add__(self, other: _Extent) -> _Extent:
+        total = np.add(self.sum_m, other.sum_m)
+        lo, hi = np.minimum(self.lo_m, other.lo_m), np.maximum(self.hi_m, other.hi_m)
+        return _Extent(
+            self.count + other.count, (total[0], total[1], total[2]), (lo[0], lo[1], lo[2]), (hi[0], hi[1], hi[2])
+        )
+
+
 @dataclass
 class _Track:
     """One selection in 3D: its volume, its follower, the frames it fused (``views``) and, when tracking, its
-    mask on every frame it was found in (``masks``: frame index -> mask and its agreement IoU)."""
+    mask on every frame it was found in (``masks``: frame index -> mask and its agreement IoU). ``extent`` is
+    None when the selection had no 3D points. The follower is let go when following stops and the volume once
+    the object is exported (a long run keeps only the small cropped views of each selection)."""
 
     selection: Selection
     object_id: int
     fusion: ObjectFusion | None
     follower: ObjectFollower | None
+    extent: _Extent | None = None
     views: list[MaskedView] = field(default_factory=list)
     masks: dict[int, tuple[CroppedMask, float]] = field(default_factory=dict)
     last_frame_index: int = -1
@@ -197,6 +226,7 @@ class MeshSink(Sink):
             return
         track.fusion = ObjectFusion(voxel_size_m=self.voxel_size_m)
         track.follower = ObjectFollower(lifted.points_world_m)
+        track.extent = _Extent.of(lifted.points_world_m)
         self._integrate(track, selection.mask, keyframe, world_from_camera)
         if self.follow_frames == 0 and not self.track:
             self._stop(track, "not following (--follow-frames 0)")
@@ -267,6 +297,7 @@ class MeshSink(Sink):
 
     def _stop(self, track: _Track, why: str, export: bool = True) -> None:
         track.stopped = why
+        track.follower = None
         log.info(
             "selection %d (object %d): %d frames fused, stopped: %s",
             track.selection.selection_id,
@@ -282,7 +313,7 @@ class MeshSink(Sink):
         tracks = [self.tracks[s] for s in self.objects.selections(object_id)]
         if not tracks:
             return
-        lifted = [t for t in tracks if t.follower is not None]
+        lifted = [t for t in tracks if t.extent is not None]
         if not lifted:
             self.results[object_id] = _without_mesh(object_id, tracks)
             return
@@ -291,7 +322,13 @@ class MeshSink(Sink):
         else:
             fusion = fuse_views([v for t in lifted for v in t.views], self.camera, self.voxel_size_m)
         mesh = fusion.extract_mesh()
-        points = np.concatenate([t.follower.points_world_m for t in lifted if t.follower is not None])
+        for t in tracks:
+            if t.stopped is not None:
+                t.fusion = None  # a later export fuses the views again
+        extents = [t.extent for t in lifted if t.extent is not None]
+        extent = extents[0]
+        for more in extents[1:]:
+            extent = extent + more
         frames = sorted({i for t in lifted for i in t.frames})
         files: dict[str, str] = {}
         reason = "; ".join(f"selection {t.selection.selection_id}: {t.stopped}" for t in tracks)
@@ -304,9 +341,9 @@ class MeshSink(Sink):
             object_id=object_id,
             selection_ids=tuple(t.selection.selection_id for t in tracks),
             frames=tuple(frames),
-            points=len(points),
-            centroid_m=tuple(float(v) for v in points.mean(axis=0)),
-            extent_m=tuple(float(v) for v in points.max(axis=0) - points.min(axis=0)),
+            points=extent.count,
+            centroid_m=tuple(v / extent.count for v in extent.sum_m),
+            extent_m=tuple(hi - lo for lo, hi in zip(extent.lo_m, extent.hi_m, strict=True)),
             mesh_files=files,
             triangles=len(mesh.triangles),
             reason=reason,
