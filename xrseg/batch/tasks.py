@@ -92,7 +92,7 @@ def _replay(task: BatchTask, args: argparse.Namespace, out_dir: Path) -> TaskFig
     from xrseg.app import replay_session
     from xrseg.session.reader import Session
 
-    if task is BatchTask.EXPORT_MESH and args.no_mesh:
+    if task is BatchTask.EXPORT_MESH and getattr(args, "no_mesh", False):
         raise UsageError("the export-mesh task exports meshes: drop --no-mesh")
     session = Session.open(args.session)
     for warning in session.warnings:
