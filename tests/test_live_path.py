@@ -206,3 +206,39 @@ def test_mesh_sink_follows_off_the_pipeline_thread(engine, tmp_path: Path, realt
     assert any(o["mesh_files"] for o in summary["objects"])
     if not realtime:
         assert summary["mesh_frames_dropped"] == 0  # deterministic replay waits instead of dropping
+
+
+def _held_run(engine, session: Session, speculate_ms: float) -> tuple[Pipeline, Collect]:  # type: ignore[no-untyped-def]
+    """desk-near in asynchronous mode with the encoder held after the first keyframe: every trigger uses that
+    keyframe, so runs with and without look-ahead differ only in when they decode."""
+    encoder, collect = GatedEncoder(engine), Collect()
+    options = PipelineOptions(realtime=True, speculate_ms=speculate_ms)
+    header = session.header
+    pipeline = Pipeline(header.camera, header.head_from_camera, engine, encoder, options, [collect])
+    items = iter(ReplaySource(session))
+    for item in items:
+        pipeline.push(item)
+        if isinstance(item, Frame):
+            break
+    assert pipeline.embeddings.wait_idle(timeout_s=120.0)
+    try:
+        for item in items:
+            pipeline.push(item)
+        pipeline.finish()
+    finally:
+        encoder.release.set()
+        pipeline.close()
+    return pipeline, collect
+
+
+def test_a_select_press_finds_its_mask_decoded_ahead(engine) -> None:  # type: ignore[no-untyped-def]
+    session = Session.open(SCENES / "desk-near")
+    ahead, with_look_ahead = _held_run(engine, session, speculate_ms=100.0)
+    at_press, without = _held_run(engine, session, speculate_ms=0.0)
+    assert ahead.stats.look_aheads >= 5 and at_press.stats.look_aheads == 0
+    assert ahead.stats.look_ahead_hits >= 1 and at_press.stats.look_ahead_hits == 0
+    # Every press that selected was timed, answered ahead or not.
+    assert len(ahead.stats.click_to_mask_ms) == len(at_press.stats.click_to_mask_ms) >= 1
+    # Decoding a little earlier in the same fixation selects the same objects.
+    objects = [selected_object(s, session) for s in with_look_ahead.selections]
+    assert objects == [selected_object(s, session) for s in without.selections]

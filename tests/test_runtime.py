@@ -207,7 +207,9 @@ def test_replay_command_writes_selections_meshes_and_summary(tmp_path: Path) -> 
     assert sum(look for _, look in choices) >= 1, choices
     assert {"depth_group", "depth_whole"} <= {choice for choice, _ in choices}, choices
     meshes = [o for o in summary["objects"] if o["mesh_files"]]
-    assert len(meshes) == summary["selections"], summary["objects"]  # one per selection, the last one included
+    # One mesh per object: every selection belongs to exactly one meshed object (the last one included).
+    assert 1 <= len(meshes) <= summary["selections"], summary["objects"]
+    assert sorted(i for entry in meshes for i in entry["selections"]) == list(range(1, summary["selections"] + 1))
     for entry in meshes:
         assert set(entry["mesh_files"]) == {"ply", "obj", "glb"}
         assert all((out / path).stat().st_size > 0 for path in entry["mesh_files"].values())

@@ -49,12 +49,15 @@ class PipelineOptions:
     them (:mod:`xrseg.select.keyframes`)."""
     max_keyframe_age_ms: float = 8000.0
     """Asynchronous mode: a keyframe at most this far from the trigger; a trigger waits this long for one."""
+    speculate_ms: float = 100.0
+    """Asynchronous mode: decode the fixation in progress this often, so a SELECT finds its mask made
+    (:mod:`xrseg.select.speculation`); 0 never."""
     history_s: float = 10.0
     """Frames, head poses and gaze samples kept (must cover ``max_keyframe_age_ms``)."""
 
     def __post_init__(self) -> None:
-        if self.gaze.dwell_ms < 0 or self.history_s <= 0:
-            raise InputError("dwell_ms must be >= 0 and history_s > 0")
+        if self.gaze.dwell_ms < 0 or self.history_s <= 0 or not self.speculate_ms >= 0:
+            raise InputError("dwell_ms and speculate_ms must be >= 0 and history_s > 0")
         _ = self.keyframe_policy  # raises on bad keyframe limits
         if self.max_keyframe_age_ms > self.history_s * 1000.0:
             raise InputError("max_keyframe_age_ms must not exceed history_s (poses older than that are gone)")

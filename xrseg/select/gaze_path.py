@@ -101,6 +101,19 @@ class GazePath:
             return Trigger(event.timestamp_ns, fixation_from_samples([newest]), "event")
         return None
 
+    def preview(self, now_ns: int) -> tuple[int, Trigger] | None:
+        """What a SELECT press at ``now_ns`` would select from the fixation in progress: (the in-progress
+        fixation's start, its trigger), or None when no fixation is in progress."""
+        current = self.detector.in_progress(int(self.options.click_min_ms * _MS))
+        if current is None:
+            return None
+        return current.start_ns, Trigger(now_ns, self._recent(current, now_ns), "preview")
+
+    def in_progress_start_ns(self) -> int | None:
+        """The start of the fixation in progress (any length), or None."""
+        current = self.detector.in_progress()
+        return None if current is None else current.start_ns
+
     def _recent(self, fixation: Fixation, until_ns: int) -> Fixation:
         """``fixation`` cut to its samples of the last ``click_window_ms`` before ``until_ns``."""
         since_ns = until_ns - int(self.options.click_window_ms * _MS)

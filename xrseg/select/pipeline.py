@@ -2,30 +2,26 @@
 
 Per gaze sample (:mod:`xrseg.select.gaze_path`): the direction in the world frame (head pose at its time) ->
 centroid-shift fixation detector -> dwell trigger; a SELECT event selects the fixation in progress. Per
-trigger: pick the keyframe (see below), then :class:`~xrseg.select.selector.Selector` makes point prompts from
-the fixation's raw samples through that keyframe's pose and depth, decodes, chooses a mask with the depth,
-corrects look-throughs and, when the mask under the gaze is no plausible target, searches the tracker's error
-cone; the :class:`~xrseg.types.Selection` goes to the sinks. REJECT offers the next plausible candidate for
-the same gaze; LARGER and SMALLER step through the decoder's masks.
+trigger: pick the keyframe (below), then :class:`~xrseg.select.selector.Selector` prompts with the fixation's
+raw samples (turned by the tracker bias learnt so far, :mod:`xrseg.select.recalibration`) through that
+keyframe's pose and depth, decodes, chooses a mask with the depth, corrects look-throughs and, when the mask
+under the gaze is no plausible target, searches the tracker's error cone; the selection goes to the sinks.
+REJECT, LARGER and SMALLER act on the latest selection (:mod:`xrseg.select.corrections`).
 
 Keyframes come from one :class:`~xrseg.sam.embeddings.EmbeddingService` (the only caller of the encoder,
 shared with the sinks). Deterministic mode (replay, the default): the keyframe for a trigger is the newest
 frame at or before the trigger's time, encoded on demand and cached, so a replay gives the same selections on
 every machine. Asynchronous mode (live, ``--realtime``): the service's worker encodes the newest frame whenever
-it is free (latest wins; superseded frames are counted as dropped), and a trigger uses an already encoded
-keyframe chosen by head motion (:mod:`xrseg.select.keyframes`), so the gaze path never waits for the encoder;
-a trigger with no usable keyframe yet waits for the next one (checked on every frame) and is dropped as stale
-only after ``max_keyframe_age_ms``. Either way the prompter projects every gaze sample with the head pose at
-the sample's own time, so head motion since the keyframe is corrected for.
-
-Sinks receive what happens (:class:`~xrseg.sinks.base.Sink`); they write files, publish over ZeroMQ, lift meshes or
-draw.
+it is free (latest wins), a trigger uses an already encoded keyframe chosen by head motion
+(:mod:`xrseg.select.keyframes`) or waits for the next one (dropped as stale after ``max_keyframe_age_ms``), and
+the fixation in progress is decoded ahead so a SELECT finds its mask made (:mod:`xrseg.select.speculation`).
+Either way every gaze sample is projected with the head pose at its own time.
 """
 
 from __future__ import annotations
 
 import logging
-import math
+import time
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -34,7 +30,6 @@ import numpy as np
 
 from xrseg.config import PipelineOptions
 from xrseg.errors import InputError
-from xrseg.geometry import PoseTrack
 from xrseg.sam.embeddings import EmbeddingService, EncodeMode, Encoder, Keyframe
 from xrseg.sam.records import Decoder
 from xrseg.select.corrections import LatestSelection, runner_up, stepped
@@ -43,6 +38,7 @@ from xrseg.select.keyframes import GazeView, KeyframeRefusal, choose_keyframe
 from xrseg.select.prompter import Prompter, PromptMiss, evenly_spaced
 from xrseg.select.recalibration import GazeBias, selection_offset_rad
 from xrseg.select.selector import Selector
+from xrseg.select.speculation import Made, Speculator
 from xrseg.select.triggers import Trigger
 from xrseg.sinks.base import Drop, PipelineStats, Sink
 from xrseg.sources.base import Source, SourceItem
@@ -117,6 +113,8 @@ class Pipeline:
         self._keyframes_seen: set[int] = set()
         self._negatives: list[np.ndarray] = []
         self._bias = GazeBias(opts.recalibration)
+        speculates = opts.speculate_ms > 0 and self.embeddings.mode is EncodeMode.BACKGROUND
+        self._speculator = Speculator(opts.speculate_ms) if speculates else None
         self._last: LatestSelection | None = None
         self._next_id = 1
 
@@ -193,7 +191,7 @@ class Pipeline:
             self.embeddings.submit(frame)
             self._new_keyframes()
         self._sync_encoder_stats()  # live, for heads-up displays
-        world_from_camera = self.world_from_camera_at(frame.timestamp_ns)
+        world_from_camera = self.poses.world_from_camera_at(frame.timestamp_ns)
         for sink in self.sinks:
             sink.on_frame(frame, world_from_camera)
         self._retry_pending(final=False, now_ns=frame.timestamp_ns)
@@ -211,7 +209,7 @@ class Pipeline:
             if keyframe.frame.index in self._keyframes_seen:
                 continue
             self._keyframes_seen.add(keyframe.frame.index)
-            world_from_camera = self.world_from_camera_at(keyframe.frame.timestamp_ns)
+            world_from_camera = self.poses.world_from_camera_at(keyframe.frame.timestamp_ns)
             for sink in self.sinks:
                 sink.on_keyframe(keyframe, world_from_camera)
         if len(self._keyframes_seen) > 64:
@@ -247,6 +245,8 @@ class Pipeline:
             self._fixation_done(fixation)
         if step.trigger is not None:
             self._select(step.trigger)
+        elif self._speculator is not None:
+            self._speculate(sample.timestamp_ns)
 
     def _fixation_done(self, fixation: Fixation) -> None:
         self.stats.fixations += 1
@@ -270,27 +270,13 @@ class Pipeline:
 
     # ------------------------------------------------------------------ selection
 
-    def world_from_camera_at(self, timestamp_ns: int) -> Transform | None:
-        """The camera's pose at ``timestamp_ns`` from the head poses so far (4x4 float64), or None."""
-        return self.poses.world_from_camera_at(timestamp_ns)
-
     def _choose_keyframe(self, trigger: Trigger) -> Keyframe | KeyframeRefusal:
         """Asynchronous mode: an encoded keyframe usable for ``trigger`` (by head motion), or why none is."""
-        fixation = trigger.fixation
-        view = GazeView(
-            np.asarray(fixation.direction, dtype=np.float64),
-            min(fixation.centre_ns, trigger.timestamp_ns),
-            self.camera,
-            self.head_from_camera,
-        )
-        return choose_keyframe(
-            self.embeddings.keyframes(),
-            trigger.timestamp_ns,
-            fixation.start_ns,
-            self.poses.track(),
-            self.options.keyframe_policy,
-            view,
-        )
+        fixation, time_ns = trigger.fixation, trigger.timestamp_ns
+        direction = np.asarray(fixation.direction, dtype=np.float64)
+        view = GazeView(direction, min(fixation.centre_ns, time_ns), self.camera, self.head_from_camera)
+        policy, track = self.options.keyframe_policy, self.poses.track()
+        return choose_keyframe(self.embeddings.keyframes(), time_ns, fixation.start_ns, track, policy, view)
 
     def _keyframe(self, trigger: Trigger, retry: bool) -> Keyframe | None:
         """The keyframe for ``trigger``; None when it has none (yet: then it waits in ``_pending``)."""
@@ -320,28 +306,48 @@ class Pipeline:
             sink.on_drop(drop)
 
     def _select(self, trigger: Trigger, retry: bool = False) -> None:
+        started = time.perf_counter()
         if not retry:
             self.stats.triggers += 1
-        opts = self.options
-        fixation = trigger.fixation
-        if self._last is not None and fixation.start_ns <= self._last.selection.fixation.end_ns:
+        if self._is_selected(trigger.fixation):
             # A SELECT press during a fixation that dwell already selected confirms it: no second selection.
             self.stats.confirmations += 1
-            log.info(
-                "select at %.3f s confirms selection %d",
-                trigger.timestamp_ns / 1e9,
-                self._last.selection.selection_id,
-            )
+            log.info("select at %.3f s confirms an earlier selection", trigger.timestamp_ns / 1e9)
             return
-        keyframe = self._keyframe(trigger, retry)  # None: dropped, or waiting for a keyframe
-        if keyframe is None:
-            return
+        made = self._look_ahead_for(trigger) if trigger.reason == "event" and not retry else None
+        if made is not None:
+            self.stats.look_ahead_hits += 1
+        else:
+            keyframe = self._keyframe(trigger, retry)  # None: dropped, or waiting for a keyframe
+            if keyframe is None:
+                return
+            decided = self._decide(trigger, keyframe)
+            if isinstance(decided, Drop):
+                self._drop(decided)
+                return
+            made = decided
+        self.stats.timings.append(made.decision.timing)
+        frame = made.keyframe.frame
+        selection = made.decision.to_selection(self._new_id(), trigger.timestamp_ns, trigger.fixation, frame)
+        self._publish(
+            LatestSelection(selection, frame, made.world_from_camera, made.decision, made.keyframe.embedding)
+        )
+        if trigger.reason == "event" and not retry:
+            self.stats.click_to_mask_ms.append((time.perf_counter() - started) * 1000.0)
+        self._learn_bias(selection, made)
+
+    def _is_selected(self, fixation: Fixation) -> bool:
+        """True when ``fixation`` overlaps the latest selection's (the same fixation, selected already)."""
+        return self._last is not None and fixation.start_ns <= self._last.selection.fixation.end_ns
+
+    def _decide(self, trigger: Trigger, keyframe: Keyframe) -> Made | Drop:
+        """Decide ``trigger`` on ``keyframe`` (:class:`~xrseg.select.selector.Selector`), or why not."""
+        fixation = trigger.fixation
         track = self.poses.track()
-        world_from_camera = self.world_from_camera_at(keyframe.frame.timestamp_ns)
+        world_from_camera = self.poses.world_from_camera_at(keyframe.frame.timestamp_ns)
         if track is None or world_from_camera is None:
-            self._drop(Drop(trigger.timestamp_ns, "no_head_pose", "no head pose at the keyframe's time", fixation))
-            return
-        samples = evenly_spaced(self._gaze.samples_for(fixation), opts.max_prompt_samples)
+            return Drop(trigger.timestamp_ns, "no_head_pose", "no head pose at the keyframe's time", fixation)
+        samples = tuple(evenly_spaced(self._gaze.samples_for(fixation), self.options.max_prompt_samples))
         decision = self._selector.decide(
             keyframe.frame,
             keyframe.embedding,
@@ -352,48 +358,48 @@ class Pipeline:
             self._negatives,
         )
         if isinstance(decision, PromptMiss):
-            self._drop(Drop(trigger.timestamp_ns, "prompt_miss", decision.reason, fixation))
+            return Drop(trigger.timestamp_ns, "prompt_miss", decision.reason, fixation)
+        return Made(keyframe, world_from_camera, track, samples, decision)
+
+    def _speculate(self, now_ns: int) -> None:
+        """Decode what a SELECT press now would select, ahead of the press (:mod:`xrseg.select.speculation`)."""
+        ahead = self._speculator
+        if ahead is None or self._pending or not ahead.due(now_ns):
             return
-        self.stats.timings.append(decision.timing)
-        selection = decision.to_selection(self._new_id(), trigger.timestamp_ns, fixation, keyframe.frame)
-        self._publish(LatestSelection(selection, keyframe.frame, world_from_camera, decision, keyframe.embedding))
-        self._learn_bias(selection, samples, keyframe.frame, world_from_camera, track)
+        preview = self._gaze.preview(now_ns)
+        if preview is None:
+            return
+        fixation_start_ns, trigger = preview
+        ahead.tried(now_ns)
+        if self._is_selected(trigger.fixation):
+            return
+        keyframe = self._choose_keyframe(trigger)
+        made = self._decide(trigger, keyframe) if isinstance(keyframe, Keyframe) else None
+        if isinstance(made, Made):
+            ahead.keep(fixation_start_ns, now_ns, made)
+            self.stats.look_aheads += 1
+
+    def _look_ahead_for(self, trigger: Trigger) -> Made | None:
+        """The look-ahead decision for a SELECT ``trigger``, if one was made for this fixation and keyframe."""
+        if self._speculator is None:
+            return None
+        keyframe = self._choose_keyframe(trigger)
+        index = keyframe.frame.index if isinstance(keyframe, Keyframe) else None
+        return self._speculator.take(self._gaze.in_progress_start_ns(), trigger.timestamp_ns, index)
 
     def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id - 1
 
-    def _learn_bias(
-        self,
-        selection: Selection,
-        samples: Sequence[GazeSample],
-        frame: Frame,
-        world_from_camera: Transform,
-        track: PoseTrack,
-    ) -> None:
-        """Take the selection's offset from the raw gaze ``samples`` to its mask as an observation of the
-        tracker's bias (:mod:`xrseg.select.recalibration`)."""
-        opts = self.options
+    def _learn_bias(self, selection: Selection, made: Made) -> None:
+        """The selection's offset from its raw gaze to its mask is an observation of the tracker's bias."""
+        opts, frame = self.options, made.keyframe.frame
         offset = selection_offset_rad(
-            samples,
-            selection.mask,
-            frame.depth_m,
-            opts.fallback_depth_m,
-            self.camera,
-            world_from_camera,
-            track,
-            opts.recalibration,
-        )
-        if offset is not None:
-            self._bias.observe(selection.selection_id, offset)
-        self._note_bias()
-
-    def _note_bias(self) -> None:
-        estimate = self._bias.offset_rad
-        bias_deg = None if estimate is None else (math.degrees(estimate[0]), math.degrees(estimate[1]))
-        if bias_deg is not None and self.stats.gaze_bias_deg is None:
-            log.info("the eye tracker is off by %.1f deg right, %.1f deg up: correcting from now on", *bias_deg)
-        self.stats.gaze_bias_deg = bias_deg
+            made.samples, selection.mask, frame.depth_m, opts.fallback_depth_m, self.camera,
+            made.world_from_camera, made.track, opts.recalibration,
+        )  # fmt: skip
+        self._bias.learn(selection.selection_id, offset)
+        self.stats.gaze_bias_deg = self._bias.offset_deg
 
     def _publish(self, latest: LatestSelection) -> None:
         self.stats.selections += 1
@@ -420,7 +426,9 @@ class Pipeline:
         selection = latest.selection
         self.stats.rejected += 1
         self._bias.forget(selection.selection_id)
-        self._note_bias()
+        self.stats.gaze_bias_deg = self._bias.offset_deg
+        if self._speculator is not None:
+            self._speculator.clear()  # a new negative point: decode afresh
         if selection.point_world_m is not None:
             self._negatives.append(np.asarray(selection.point_world_m))
         for sink in self.sinks:

@@ -23,6 +23,7 @@ Offsets are (right, up) radians in the tangent plane of the measured direction (
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -37,6 +38,8 @@ from xrseg.select.gaze_offsets import angular_offsets, offset_directions
 from xrseg.types import CameraModel, GazeRay, GazeSample, Transform
 
 __all__ = ["GazeBias", "RecalibrationOptions", "selection_offset_rad"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,23 @@ class GazeBias:
     def observe(self, selection_id: int, offset_rad: npt.NDArray[np.float64]) -> None:
         """Take selection ``selection_id``'s offset (2 float64, radians)."""
         self._observations.append((selection_id, np.asarray(offset_rad, dtype=np.float64)))
+
+    def learn(self, selection_id: int, offset_rad: npt.NDArray[np.float64] | None) -> None:
+        """Take selection ``selection_id``'s offset (from :func:`selection_offset_rad`; None: nothing to take)
+        and log when an estimate first stands."""
+        if offset_rad is None:
+            return
+        before = self.offset_rad
+        self.observe(selection_id, offset_rad)
+        estimate = self.offset_deg
+        if before is None and estimate is not None:
+            log.info("the eye tracker is off by %.1f deg right, %.1f deg up: correcting from now on", *estimate)
+
+    @property
+    def offset_deg(self) -> tuple[float, float] | None:
+        """:attr:`offset_rad` in degrees, as (right, up)."""
+        offset = self.offset_rad
+        return None if offset is None else (math.degrees(offset[0]), math.degrees(offset[1]))
 
     def forget(self, selection_id: int) -> None:
         """Drop the observation of a rejected selection."""

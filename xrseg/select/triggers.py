@@ -60,7 +60,8 @@ class Trigger:
 
     timestamp_ns: int
     fixation: Fixation
-    reason: Literal["dwell", "event"]
+    reason: Literal["dwell", "event", "preview"]
+    """``preview``: not a request but a look ahead, to decode the fixation in progress before it is selected."""
 
 
 class DwellTrigger:

@@ -82,6 +82,12 @@ class PipelineStats:
     """SELECT presses on a fixation already selected (by dwell): answered by the selection that exists."""
     encodes: int = 0
     frames_dropped_by_encoder: int = 0
+    look_aheads: int = 0
+    """Fixations in progress decoded ahead of a press (asynchronous mode, :mod:`xrseg.select.speculation`)."""
+    look_ahead_hits: int = 0
+    """SELECT presses answered by a look-ahead decision."""
+    click_to_mask_ms: list[float] = field(default_factory=list)
+    """Per SELECT press that selected: wall time from handling the press to the selection's publication."""
     gaze_bias_deg: tuple[float, float] | None = None
     """The eye tracker's offset learnt from the selections, (right, up) degrees; None while not learnt
     (:mod:`xrseg.select.recalibration`)."""
