@@ -10,7 +10,8 @@
   (:func:`~xrseg.batch.models.prepare_model_cache`), so that tasks only load it.
 - A task gets its job as JSON text and writes its outputs and ``result.json`` into the output folder (on
   storage every node sees: the user's); it returns only the result's JSON text, a few hundred bytes.
-- Ctrl-C cancels every task (``force``: their workers are killed) and, for a Ray the batch started, shuts it down.
+- Ctrl-C cancels every task (as Ctrl-C: the runs unwind; after 10 s their workers are killed) and, for a Ray
+  the batch started, shuts it down.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 AUTO = "auto"
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
 """Object store of a Ray the batch starts: results are a few hundred bytes of JSON each."""
+
+CANCEL_WAIT_S = 10.0
+"""How long cancelled tasks get to unwind before their workers are killed."""
 
 OnStart = Callable[[SessionJob], None]
 OnResult = Callable[[SessionResult], None]
@@ -162,8 +166,7 @@ class RayBackend:
                     for ref in ready:
                         on_result(_result(ray, ref, refs.pop(ref)))
             except BaseException:
-                for ref in refs:
-                    ray.cancel(ref, force=True)
+                _cancel(ray, list(refs))
                 raise
 
     def _prepare_nodes(self, ray: Any) -> list[str]:
@@ -178,6 +181,19 @@ class RayBackend:
             for n in nodes
         ]
         return [str(line) for line in ray.get(refs)]
+
+
+def _cancel(ray: Any, refs: list[Any]) -> None:
+    """Cancel the tasks: first as Ctrl-C would (their runs unwind, remove their temporary files and say
+    ``interrupted`` in summary.json), then, for those still running after :data:`CANCEL_WAIT_S`, by killing
+    their workers."""
+    if not refs:
+        return
+    for ref in refs:
+        ray.cancel(ref, force=False)
+    _, left = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_WAIT_S)
+    for ref in left:
+        ray.cancel(ref, force=True)
 
 
 def _result(ray: Any, ref: Any, job: SessionJob) -> SessionResult:
