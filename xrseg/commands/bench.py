@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--decoder-runs", type=int, default=120, help="timed decoder runs per variant (default 120; --quick: 20)"
     )
     parser.add_argument("--no-reference", action="store_true", help="skip the PyTorch reference")
-    parser.add_argument("--quick", action="store_true", help="fewer runs, no lifting or streaming benchmarks")
+    parser.add_argument("--quick", action="store_true", help="fewer runs, no lifting, streaming or click-to-mask benchmarks")
     parser.set_defaults(func=run)
 
 
@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         reference=not args.no_reference,
         lift=not args.quick,
         stream=not args.quick,
+        click=not args.quick,
     )
     report = run_bench(config)
     print(json.dumps(report, indent=2) if args.json else format_report(report))

@@ -110,6 +110,8 @@ class Pipeline:
         self.embeddings = embeddings if embeddings is not None else EmbeddingService(self.encoder, mode)
         """The one owner of encoder calls and cached embeddings; sinks may share it (see MeshSink)."""
         self._pending: deque[Trigger] = deque()
+        self._waiting_since_s: dict[int, float] = {}
+        """Wall time (perf_counter) of each waiting trigger's arrival, by its timestamp: click-to-mask."""
         self._keyframes_seen: set[int] = set()
         self._negatives: list[np.ndarray] = []
         self._bias = GazeBias(opts.recalibration)
@@ -227,6 +229,7 @@ class Pipeline:
                 return
             self._pending.popleft()
             if isinstance(choice, KeyframeRefusal):
+                self._waiting_since_s.pop(trigger.timestamp_ns, None)
                 drop = Drop(trigger.timestamp_ns, choice.kind.value, choice.reason, trigger.fixation)
                 self._drop(drop)
             else:
@@ -306,7 +309,7 @@ class Pipeline:
             sink.on_drop(drop)
 
     def _select(self, trigger: Trigger, retry: bool = False) -> None:
-        started = time.perf_counter()
+        started = self._waiting_since_s.pop(trigger.timestamp_ns, time.perf_counter())
         if not retry:
             self.stats.triggers += 1
         if self._is_selected(trigger.fixation):
@@ -320,6 +323,8 @@ class Pipeline:
         else:
             keyframe = self._keyframe(trigger, retry)  # None: dropped, or waiting for a keyframe
             if keyframe is None:
+                if self._pending and self._pending[-1] is trigger:
+                    self._waiting_since_s[trigger.timestamp_ns] = started
                 return
             decided = self._decide(trigger, keyframe)
             if isinstance(decided, Drop):
@@ -332,7 +337,7 @@ class Pipeline:
         self._publish(
             LatestSelection(selection, frame, made.world_from_camera, made.decision, made.keyframe.embedding)
         )
-        if trigger.reason == "event" and not retry:
+        if trigger.reason == "event":  # a press that waited for a keyframe counts its wait
             self.stats.click_to_mask_ms.append((time.perf_counter() - started) * 1000.0)
         self._learn_bias(selection, made)
 
@@ -380,12 +385,10 @@ class Pipeline:
             self.stats.look_aheads += 1
 
     def _look_ahead_for(self, trigger: Trigger) -> Made | None:
-        """The look-ahead decision for a SELECT ``trigger``, if one was made for this fixation and keyframe."""
+        """The look-ahead decision for a SELECT ``trigger``, if one was made for this fixation."""
         if self._speculator is None:
             return None
-        keyframe = self._choose_keyframe(trigger)
-        index = keyframe.frame.index if isinstance(keyframe, Keyframe) else None
-        return self._speculator.take(self._gaze.in_progress_start_ns(), trigger.timestamp_ns, index)
+        return self._speculator.take(self._gaze.in_progress_start_ns(), trigger.timestamp_ns)
 
     def _new_id(self) -> int:
         self._next_id += 1

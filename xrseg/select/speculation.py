@@ -2,9 +2,11 @@
 
 In asynchronous mode (live, ``--realtime``) the pipeline decodes what a SELECT press would select, every
 ``speculate_ms`` while a fixation is in progress, on the newest usable keyframe. A press during the same
-fixation, within two intervals of the look-ahead and on the same keyframe, takes that decision instead of
-decoding again: click-to-mask becomes the time to publish. A saccade (a new fixation) or a newer keyframe makes
-the look-ahead stale; it is then decoded at the press as before. The cost is decoder time while the person looks
+fixation, within two intervals of the look-ahead, takes that decision instead of decoding again: click-to-mask
+becomes the time to publish. The look-ahead's keyframe passed the head-motion test at most two intervals
+before; a keyframe encoded since would be newer, not more right (the prompter projects every gaze sample with
+the head pose at its own time). A saccade (a new fixation) makes the look-ahead stale; the press is then
+decoded as before. The cost is decoder time while the person looks
 around, on the gaze path, which is idle between clicks.
 """
 
@@ -64,15 +66,12 @@ class Speculator:
     def keep(self, fixation_start_ns: int, now_ns: int, made: Made) -> None:
         self._ahead = _Ahead(fixation_start_ns, now_ns, made)
 
-    def take(self, fixation_start_ns: int | None, now_ns: int, keyframe_index: int | None) -> Made | None:
-        """The look-ahead for a press at ``now_ns`` during the fixation that started at ``fixation_start_ns``
-        whose keyframe would be ``keyframe_index``, or None when it is stale or for another fixation. Taken
-        once."""
+    def take(self, fixation_start_ns: int | None, now_ns: int) -> Made | None:
+        """The look-ahead for a press at ``now_ns`` during the fixation that started at ``fixation_start_ns``,
+        or None when it is stale or for another fixation. Taken once."""
         ahead, self._ahead = self._ahead, None
         if ahead is None or fixation_start_ns != ahead.fixation_start_ns:
             return None
         if now_ns - ahead.made_at_ns > 2 * self.interval_ns:
-            return None
-        if keyframe_index != ahead.made.keyframe.frame.index:
             return None
         return ahead.made

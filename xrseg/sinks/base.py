@@ -87,7 +87,8 @@ class PipelineStats:
     look_ahead_hits: int = 0
     """SELECT presses answered by a look-ahead decision."""
     click_to_mask_ms: list[float] = field(default_factory=list)
-    """Per SELECT press that selected: wall time from handling the press to the selection's publication."""
+    """Per SELECT press that selected: wall time from handling the press to the selection's publication,
+    a wait for a keyframe included."""
     gaze_bias_deg: tuple[float, float] | None = None
     """The eye tracker's offset learnt from the selections, (right, up) degrees; None while not learnt
     (:mod:`xrseg.select.recalibration`)."""

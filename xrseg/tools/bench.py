@@ -35,6 +35,7 @@ class BenchConfig:
     reference: bool = True
     lift: bool = True
     stream: bool = True
+    click: bool = True
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -175,6 +176,12 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         report.update(_lift_report())
     if config.stream:
         report.update(_stream_report(default, images, config))
+    if config.click:
+        from xrseg.sam.engine import SamEngine
+        from xrseg.tools.bench_click import click_report
+
+        log.info("replaying the bundled scenes in real time, with and without look-ahead")
+        report.update(click_report(SamEngine.from_cache(variant=default, threads=config.threads)))
     return report
 
 
@@ -283,4 +290,19 @@ def format_report(report: dict[str, Any]) -> str:
         label = "remote encode overhead (loopback)"
         lines.append(f"{label:34s} {remote['overhead_p50_ms']:9.1f} {remote['overhead_p99_ms']:9.1f}")
         lines.append(f"publisher: {report['publisher_events_per_s']:.0f} selection events/s with 640x480 masks")
+    lines.extend(_click_lines(report.get("click", [])))
     return "\n".join(lines)
+
+
+def _click_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """The click-to-mask table of :mod:`xrseg.tools.bench_click` (empty without runs)."""
+    lines = []
+    for run in runs:
+        mode = "look-ahead" if run["look_ahead"] else "decode at press"
+        for key, label in (("click_to_mask_ms", "click to mask"), ("gaze_to_mask_ms", "gaze to mask")):
+            p50, p99 = run[key]["p50"], run[key]["p99"]
+            if p50 is not None:
+                lines.append(f"{label + ', ' + mode:34s} {p50:9.1f} {p99:9.1f}")
+        hits = f"{run['look_ahead_hits']} of {run['presses']} presses answered ahead" if run["look_ahead"] else ""
+        lines.append(f"  ({run['scene']} replayed in real time{'; ' + hits if hits else ''})")
+    return lines

@@ -1,0 +1,87 @@
+"""Click-to-mask and gaze-to-mask on a bundled scene, replayed in real time as a live run would see it.
+
+Each bundled scene is replayed at its recorded pace through the asynchronous pipeline (background encoder,
+keyframes chosen by head motion), its SELECT events being the only trigger (no dwell), once with the look-ahead of
+:mod:`xrseg.select.speculation` and once without. Click-to-mask is the wall time from handling a press to the
+selection's publication; gaze-to-mask the prompt, decode and choice time of the selection's decision (made
+ahead or at the press).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xrseg.config import PipelineOptions
+from xrseg.sam.engine import SamEngine
+from xrseg.select.gaze_path import GazeOptions
+from xrseg.select.pipeline import Pipeline
+from xrseg.session.reader import Session
+from xrseg.sources.replay import ReplaySource
+
+__all__ = ["ClickLatency", "bench_click_latency"]
+
+SCENES = Path(__file__).resolve().parents[2] / "scenes"
+
+
+@dataclass(frozen=True)
+class ClickLatency:
+    """One paced replay: p50/p99 milliseconds (None without samples) and counts."""
+
+    scene: str
+    look_ahead: bool
+    click_to_mask_ms: dict[str, float | None]
+    gaze_to_mask_ms: dict[str, float | None]
+    presses: int
+    look_ahead_hits: int
+    clicks_ms: tuple[float, ...]
+    """Every press's click-to-mask time."""
+
+
+def _p50_p99(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p99": None}
+    array = np.asarray(values)
+    return {"p50": float(np.percentile(array, 50)), "p99": float(np.percentile(array, 99))}
+
+
+def bench_click_latency(engine: SamEngine, scene: str = "desk-near", look_ahead: bool = True) -> ClickLatency:
+    """Replay ``scenes/<scene>`` in real time through the asynchronous pipeline and time its clicks."""
+    session = Session.open(SCENES / scene)
+    speculate_ms = PipelineOptions.speculate_ms if look_ahead else 0.0
+    options = PipelineOptions(gaze=GazeOptions(dwell_ms=0.0), realtime=True, speculate_ms=speculate_ms)
+    header = session.header
+    pipeline = Pipeline(header.camera, header.head_from_camera, engine, options=options)
+    stats = pipeline.run(ReplaySource(session, realtime=True))
+    return ClickLatency(
+        scene=scene,
+        look_ahead=look_ahead,
+        click_to_mask_ms=_p50_p99(stats.click_to_mask_ms),
+        gaze_to_mask_ms=_p50_p99([t.gaze_to_mask_ms for t in stats.timings]),
+        presses=len(stats.click_to_mask_ms),
+        look_ahead_hits=stats.look_ahead_hits,
+        clicks_ms=tuple(stats.click_to_mask_ms),
+    )
+
+
+BUNDLED_SCENES = ("tabletop-small", "room-small", "desk-near")
+
+
+def click_report(engine: SamEngine, scenes: tuple[str, ...] = BUNDLED_SCENES) -> dict[str, Any]:
+    """Every scene with and without look-ahead, as a JSON-ready dict: ``click`` (per run) and the headline
+    ``click_to_mask_p50_ms`` / ``click_to_mask_p99_ms`` over all presses with look-ahead."""
+    runs = [bench_click_latency(engine, scene, look_ahead) for scene in scenes for look_ahead in (True, False)]
+    pooled = {
+        look_ahead: _p50_p99([ms for run in runs if run.look_ahead is look_ahead for ms in run.clicks_ms])
+        for look_ahead in (True, False)
+    }
+    return {
+        "click": [run.__dict__ for run in runs],
+        "click_to_mask_p50_ms": pooled[True]["p50"],
+        "click_to_mask_p99_ms": pooled[True]["p99"],
+        "click_to_mask_at_press_p50_ms": pooled[False]["p50"],
+        "click_to_mask_at_press_p99_ms": pooled[False]["p99"],
+    }
