@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from xrseg.errors import ModelError
+
+if TYPE_CHECKING:
+    from xrseg.sam.choose import VariantChoice
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,13 +26,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_build(args: argparse.Namespace) -> int:
     from xrseg.sam.build import build_models
 
-    report = build_models(force=args.force)
+    report = build_models(force=args.force, chooser=_measure_variants)
     if report.up_to_date:
         print(f"models in {report.models_dir} are built and verified; nothing to do")
     else:
         rebuilt = ", ".join(report.rebuilt) or "no model file (manifest updated)"
         print(f"models in {report.models_dir}: rebuilt {rebuilt}; checkpoint from {report.checkpoint_source}")
     return run_info(argparse.Namespace(json=False))
+
+
+def _measure_variants(variants: list[str]) -> VariantChoice:
+    """This machine's default variant, measured on the parity photos (:mod:`xrseg.sam.choose`)."""
+    from xrseg.sam.choose import choose_variant
+    from xrseg.tools.testdata import ensure_sample_images, load_rgb
+
+    images = [load_rgb(path, (640, 480)) for path in ensure_sample_images().values()]
+    print("measuring the model variants on this machine ...", flush=True)
+    choice = choose_variant(variants, images)
+    print(f"default variant: {choice.reason}")
+    return choice
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -55,6 +71,7 @@ def run_info(args: argparse.Namespace) -> int:
         },
         "variants": (manifest or {}).get("variants", {}),
         "default_variant": (manifest or {}).get("default_variant"),
+        "variant_choice": (manifest or {}).get("variant_choice"),
         "checkpoint_source": (manifest or {}).get("checkpoint", {}).get("source"),
         "tools": (manifest or {}).get("tools", {}),
     }
@@ -70,6 +87,8 @@ def run_info(args: argparse.Namespace) -> int:
             marker = "*" if name == info["default_variant"] else " "
             pair = f"{variant['encoder']} + {variant['decoder']}"
             print(f"  {marker} variant {name:6s} {pair}: {variant['description']}")
+        if info["variant_choice"]:
+            print(f"  default chosen on this machine: {info['variant_choice'].get('reason')}")
     if any(status != "ok" for status in statuses.values()):
         raise ModelError(f"the model cache in {models} is incomplete or corrupted; run `xrseg model build`")
     return 0

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -25,6 +25,9 @@ from xrseg import __version__, jsonsafe
 from xrseg.errors import ModelError
 from xrseg.fileio import write_json_atomic
 from xrseg.sam import weights
+
+if TYPE_CHECKING:
+    from xrseg.sam.choose import VariantChoice
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +57,11 @@ VARIANTS: dict[str, Variant] = {
         ),
     )
 }
-DEFAULT_VARIANT = "int8"
-"""Measured in one run on our 2-core AVX2 machines: the int8 encoder is 18-24% faster than float32 with mask IoU
-0.99 against it (tests/test_sam_engine.py holds it to >= 0.95). The decoder stays float32: dynamic int8 of all
-its products lost accuracy (IoU 0.96 against the reference) and int8 of the two output-upscaling products alone
-gained nothing measurable. See docs/benchmarks.md."""
+DEFAULT_VARIANT = "fp32"
+"""The default when nothing was measured (a build through the API without a chooser): float32, the reference.
+``xrseg model build`` measures the variants on the machine and records its choice (:mod:`xrseg.sam.choose`):
+int8 where its encoder is faster there and its masks agree with float32's. The decoder stays float32 in every
+variant: dynamic int8 of all its products lost accuracy (IoU 0.96 against the reference). docs/benchmarks.md."""
 
 
 @dataclass(frozen=True)
@@ -226,8 +229,18 @@ class BuildReport:
         return not self.rebuilt and self.checkpoint_source == "cache" and not self.manifest_rewritten
 
 
-def build_models(home: Path | None = None, *, force: bool = False, progress: bool = True) -> BuildReport:
-    """Make the cache complete and verified; return what had to be (re)built."""
+def build_models(
+    home: Path | None = None,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    chooser: Callable[[list[str]], VariantChoice] | None = None,
+) -> BuildReport:
+    """Make the cache complete and verified; return what had to be (re)built.
+
+    ``chooser`` measures the built variants and picks this machine's default (``xrseg model build`` passes
+    :func:`xrseg.sam.choose.choose_variant` on the parity photos); it runs when files were rebuilt or no choice
+    is recorded. Without one, an earlier recorded choice stands, else :data:`DEFAULT_VARIANT`."""
     models = weights.models_dir(home)
     models.mkdir(parents=True, exist_ok=True)
     try:
@@ -247,11 +260,18 @@ def build_models(home: Path | None = None, *, force: bool = False, progress: boo
             bar.set_postfix_str(step.description)
             files[step.output] = _run_step(models, step)
             bar.update(1)
-    variants_changed = manifest is not None and (
-        manifest.get("default_variant") != DEFAULT_VARIANT or set(manifest.get("variants", {})) != set(VARIANTS)
+    variants_changed = manifest is not None and set(manifest.get("variants", {})) != set(VARIANTS)
+    choose_now = chooser is not None and (
+        bool(todo) or variants_changed or "variant_choice" not in (manifest or {})
     )
-    if todo or manifest is None or source != "cache" or variants_changed:
-        write_json_atomic(manifest_path(home), _new_manifest(checkpoint, source, files))
+    if todo or manifest is None or source != "cache" or variants_changed or choose_now:
+        kept = {} if todo or variants_changed or manifest is None else manifest
+        new = _new_manifest(checkpoint, source, files, kept)
+        write_json_atomic(manifest_path(home), new)
+        if chooser is not None and choose_now:
+            choice = chooser(sorted(VARIANTS))
+            new |= {"default_variant": choice.variant, "variant_choice": choice.to_json()}
+            write_json_atomic(manifest_path(home), new)
         return BuildReport(models, tuple(step.output for step in todo), source, manifest_rewritten=True)
     return BuildReport(models, tuple(step.output for step in todo), source)
 
@@ -284,8 +304,13 @@ def _run_step(models: Path, step: Step) -> dict[str, Any]:
     return entry
 
 
-def _new_manifest(checkpoint: Path, source: str, files: dict[str, Any]) -> dict[str, Any]:
-    """The manifest of a complete cache: every step's file entry, the variants, the tools that made them."""
+def _new_manifest(checkpoint: Path, source: str, files: dict[str, Any], kept: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of a complete cache: every step's file entry, the variants, the tools that made them, and
+    the default variant with the choice that made it, from ``kept`` (the previous manifest) when it has one."""
+    choice = {"variant_choice": kept["variant_choice"]} if "variant_choice" in kept else {}
+    default = (
+        kept.get("default_variant") if choice and kept.get("default_variant") in VARIANTS else DEFAULT_VARIANT
+    )
     from xrseg.sam.export import OPSET
 
     return {
@@ -298,7 +323,8 @@ def _new_manifest(checkpoint: Path, source: str, files: dict[str, Any]) -> dict[
             v.name: {"encoder": v.encoder, "decoder": v.decoder, "description": v.description}
             for v in VARIANTS.values()
         },
-        "default_variant": DEFAULT_VARIANT,
+        "default_variant": default,
+        **choice,
         "tools": _tool_versions(),
         "built_unix_s": int(time.time()),
     }
