@@ -96,6 +96,17 @@ def test_frames_without_masked_depth_are_skipped() -> None:
     assert len(fusion.extract_mesh().triangles) == 0
 
 
+def test_a_mask_whose_depth_lies_beyond_the_range_is_skipped() -> None:
+    """Open3D raises when no voxel block is touched (every masked pixel beyond ``depth_max_m``): skipped."""
+    world_from_camera = look_at((0.0, 0.0, 0.6), (0.0, 0.0, 0.0))
+    view = render_view([SceneObject(make_sphere(RADIUS, (0.0, 0.0, 0.0)))], CAMERA, world_from_camera)
+    fusion = ObjectFusion(depth_max_m=0.3)  # the sphere's front is at about 0.5 m
+    mask = view.mask(0)
+    assert mask.any()
+    assert fusion.integrate(mask, view.depth_m, view.rgb, CAMERA, world_from_camera) == 0
+    assert fusion.frames_integrated == 0
+
+
 def test_clean_mesh_keeps_the_largest_component_and_drops_degenerate_triangles() -> None:
     big = o3d.geometry.TriangleMesh.create_sphere(0.1, resolution=10)
     small = o3d.geometry.TriangleMesh.create_box(0.01, 0.01, 0.01).translate((1.0, 0.0, 0.0))

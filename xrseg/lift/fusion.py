@@ -115,20 +115,19 @@ class ObjectFusion:
         color_image = o3d.t.geometry.Image(o3d.core.Tensor.from_numpy(color))
         intrinsic = o3d.core.Tensor.from_numpy(camera.intrinsic_matrix())
         extrinsic = o3d.core.Tensor.from_numpy(np.ascontiguousarray(camera_from_world))
-        blocks = self._grid.compute_unique_block_coordinates(
-            depth_image, intrinsic, extrinsic, 1.0, self.depth_max_m, self._trunc_multiplier
-        )
-        self._grid.integrate(
-            blocks,
-            depth_image,
-            color_image,
-            intrinsic,
-            intrinsic,
-            extrinsic,
-            1.0,
-            self.depth_max_m,
-            self._trunc_multiplier,
-        )
+        try:
+            blocks = self._grid.compute_unique_block_coordinates(
+                depth_image, intrinsic, extrinsic, 1.0, self.depth_max_m, self._trunc_multiplier
+            )
+            self._grid.integrate(
+                blocks, depth_image, color_image, intrinsic, intrinsic, extrinsic,
+                1.0, self.depth_max_m, self._trunc_multiplier,
+            )  # fmt: skip
+        except RuntimeError as err:  # a few pixels all beyond depth_max_m touch no voxel block
+            if "No block is touched" not in str(err):
+                raise
+            logger.info("frame skipped: the mask's depth touches no voxel block")
+            return 0
         self.frames_integrated += 1
         self.pixels_integrated += used
         return used
