@@ -202,3 +202,20 @@ def test_runtime_never_imports_torch(models_dir) -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_gpu_provider_gives_the_cpu_masks(sample_images) -> None:  # type: ignore[no-untyped-def]
+    """On a machine whose onnxruntime offers CUDA or TensorRT the engine picks it by default and its masks match
+    the CPU's; elsewhere (CI, this project's CPU machines) there is nothing to compare."""
+    import onnxruntime as ort
+
+    gpu = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in ort.get_available_providers()]
+    if not gpu:
+        pytest.skip(f"no GPU execution provider in this onnxruntime ({', '.join(ort.get_available_providers())})")
+    on_gpu = SamEngine.from_cache()
+    assert on_gpu.providers[0] == gpu[0]
+    on_cpu = SamEngine.from_cache(providers=["CPUExecutionProvider"])
+    image = sample_images["dog"]
+    a = on_gpu.decode(on_gpu.encode(image), points=[[400.0, 300.0]], labels=[1])
+    b = on_cpu.decode(on_cpu.encode(image), points=[[400.0, 300.0]], labels=[1])
+    assert mask_iou(a.masks[b.best], b.masks[b.best]) >= 0.98

@@ -108,6 +108,13 @@ def _add_model_and_network_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--variant", help="model variant (see `xrseg model info`); default: the manifest's")
     group.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per core)")
     group.add_argument(
+        "--providers",
+        nargs="+",
+        metavar="PROVIDER",
+        help="ONNX Runtime execution providers in order, e.g. CUDAExecutionProvider CPUExecutionProvider "
+        "(default: every installed one of TensorRT, CUDA, DirectML, CoreML, OpenVINO, then CPU)",
+    )
+    group.add_argument(
         "--publish", metavar="ENDPOINT", help="publish events over ZeroMQ, e.g. tcp://127.0.0.1:5560"
     )
     group.add_argument(
@@ -262,7 +269,9 @@ class _Publisher(Sink):
 def make_engine_and_encoder(args: argparse.Namespace) -> tuple[Any, Any]:
     from xrseg.sam.engine import SamEngine
 
-    engine = SamEngine.from_cache(variant=args.variant, threads=args.threads)
+    engine = SamEngine.from_cache(
+        variant=args.variant, threads=args.threads, providers=getattr(args, "providers", None)
+    )
     encoder: Any = engine
     if args.encoder:
         from xrseg.stream.encoder_client import RemoteEncoder

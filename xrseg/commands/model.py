@@ -50,6 +50,7 @@ def _measure_variants(variants: list[str]) -> VariantChoice:
 def run_info(args: argparse.Namespace) -> int:
     from xrseg.sam import weights
     from xrseg.sam.build import STEPS, file_status, read_manifest
+    from xrseg.sam.engine import default_providers
 
     models = weights.models_dir()
     manifest = read_manifest()
@@ -73,6 +74,7 @@ def run_info(args: argparse.Namespace) -> int:
         "default_variant": (manifest or {}).get("default_variant"),
         "variant_choice": (manifest or {}).get("variant_choice"),
         "checkpoint_source": (manifest or {}).get("checkpoint", {}).get("source"),
+        "providers": default_providers(),
         "tools": (manifest or {}).get("tools", {}),
     }
     if args.json:
@@ -87,6 +89,7 @@ def run_info(args: argparse.Namespace) -> int:
             marker = "*" if name == info["default_variant"] else " "
             pair = f"{variant['encoder']} + {variant['decoder']}"
             print(f"  {marker} variant {name:6s} {pair}: {variant['description']}")
+        print(f"  execution providers (in order): {', '.join(info['providers'])}")
         if info["variant_choice"]:
             print(f"  default chosen on this machine: {info['variant_choice'].get('reason')}")
     if any(status != "ok" for status in statuses.values()):

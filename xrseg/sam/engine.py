@@ -40,15 +40,18 @@ STABILITY_OFFSET = 1.0
 """Logit offset for the stability score (Segment Anything's default)."""
 
 _PREFERRED_PROVIDERS = (
+    "TensorrtExecutionProvider",
     "CUDAExecutionProvider",
     "DmlExecutionProvider",
     "CoreMLExecutionProvider",
+    "OpenVINOExecutionProvider",
     "CPUExecutionProvider",
 )
 
 
 def default_providers() -> list[str]:
-    """The installed ONNX Runtime providers in order of preference: CUDA, DirectML, CoreML, then CPU."""
+    """The installed ONNX Runtime providers in order of preference: TensorRT, CUDA, DirectML, CoreML, OpenVINO,
+    then CPU (ONNX Runtime falls back along the list for operators a provider lacks)."""
     import onnxruntime as ort
 
     available = set(ort.get_available_providers())

@@ -75,6 +75,8 @@ def _prompts(count: int) -> list[np.ndarray]:
 def machine() -> dict[str, Any]:
     import onnxruntime as ort
 
+    from xrseg.sam.engine import default_providers
+
     flags: list[str] = []
     model = platform.processor()
     try:
@@ -93,6 +95,7 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "simd": flags,
         "onnxruntime": ort.__version__,
+        "providers": default_providers(),
         "python": platform.python_version(),
     }
 
@@ -254,7 +257,8 @@ def format_report(report: dict[str, Any]) -> str:
     """A human-readable table of the report."""
     lines = [
         f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
-        f"SIMD {' '.join(report['machine']['simd']) or '-'}, onnxruntime {report['machine']['onnxruntime']}",
+        f"SIMD {' '.join(report['machine']['simd']) or '-'}, onnxruntime {report['machine']['onnxruntime']}"
+        f" ({', '.join(report['machine']['providers'])})",
         f"images: 4 photos at {report['image_size'][0]}x{report['image_size'][1]}",
         "",
         f"{'stage':34s} {'p50 ms':>9s} {'p99 ms':>9s} {'vs reference':>13s}",
