@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--decoder-runs", type=int, default=120, help="timed decoder runs per variant (default 120; --quick: 20)"
     )
     parser.add_argument("--no-reference", action="store_true", help="skip the PyTorch reference")
-    parser.add_argument("--quick", action="store_true", help="fewer runs, no lifting, streaming or click-to-mask benchmarks")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer runs, no lifting, streaming or click-to-mask benchmarks"
+    )
     parser.set_defaults(func=run)
 
 
