@@ -15,12 +15,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from xrseg.masks import mask_iou
+
+if TYPE_CHECKING:
+    from xrseg.sam.engine import SamEngine
+    from xrseg.sam.records import ImageEmbedding
 
 __all__ = ["VariantChoice", "VariantTrial", "choose_variant"]
 
@@ -62,27 +66,37 @@ def _grid_prompts(image: npt.NDArray[np.uint8], count: int) -> list[npt.NDArray[
     return [np.array([[x, y]]) for y in ys for x in xs][:count]
 
 
-def _trial(
-    name: str, images: Sequence[npt.NDArray[np.uint8]], reference: Any, runs: int, prompts: int, **load: Any
-) -> VariantTrial:
-    from xrseg.sam.engine import SamEngine
-
-    engine = SamEngine.from_cache(variant=name, **load)
+def _timed_encodes(
+    engine: SamEngine, images: Sequence[npt.NDArray[np.uint8]], runs: int
+) -> tuple[float, list[ImageEmbedding]]:
+    """The engine's encoder p50 milliseconds over ``runs`` encodes of each image, and each image's embedding."""
     engine.encode(images[0])  # warm-up: graph optimisation and first-run allocations
-    times_ms, ious = [], []
+    times_ms, embeddings = [], []
     for image in images:
         for _ in range(runs):
             started = time.perf_counter()
             embedding = engine.encode(image)
             times_ms.append((time.perf_counter() - started) * 1000.0)
-        if reference is None:
-            continue
-        reference_embedding = reference.encode(image)
+        embeddings.append(embedding)
+    return statistics.median(times_ms), embeddings
+
+
+def _mean_iou(
+    engine: SamEngine,
+    embeddings: Sequence[ImageEmbedding],
+    reference: SamEngine,
+    reference_embeddings: Sequence[ImageEmbedding],
+    images: Sequence[npt.NDArray[np.uint8]],
+    prompts: int,
+) -> float:
+    """Mean IoU of ``engine``'s masks against ``reference``'s (its best mask) for the same grid prompts."""
+    ious = []
+    for image, ours_embedding, theirs_embedding in zip(images, embeddings, reference_embeddings, strict=True):
         for point in _grid_prompts(image, prompts):
-            ours = engine.decode(embedding, points=point, labels=[1])
-            theirs = reference.decode(reference_embedding, points=point, labels=[1])
+            ours = engine.decode(ours_embedding, points=point, labels=[1])
+            theirs = reference.decode(theirs_embedding, points=point, labels=[1])
             ious.append(mask_iou(ours.masks[theirs.best], theirs.masks[theirs.best]))
-    return VariantTrial(name, statistics.median(times_ms), float(np.mean(ious)) if ious else 1.0)
+    return float(np.mean(ious))
 
 
 def choose_variant(
@@ -100,22 +114,24 @@ def choose_variant(
     choose (module docstring)."""
     from xrseg.sam.engine import SamEngine
 
-    load: dict[str, Any] = {"home": home, "threads": threads}
-    reference = SamEngine.from_cache(variant=REFERENCE_VARIANT, **load)
-    trials = [_trial(REFERENCE_VARIANT, images, None, runs, prompts, **load)]
+    reference = SamEngine.from_cache(variant=REFERENCE_VARIANT, home=home, threads=threads)
+    base_ms, reference_embeddings = _timed_encodes(reference, images, runs)
+    trials = [VariantTrial(REFERENCE_VARIANT, base_ms, 1.0)]
     for name in sorted(set(variants) - {REFERENCE_VARIANT}):
-        trials.append(_trial(name, images, reference, runs, prompts, **load))
-    base = trials[0].encoder_p50_ms
-    good = [t for t in trials[1:] if t.mean_iou_vs_fp32 >= min_iou and base / t.encoder_p50_ms >= min_speedup]
+        engine = SamEngine.from_cache(variant=name, home=home, threads=threads)
+        encoder_ms, embeddings = _timed_encodes(engine, images, runs)
+        iou = _mean_iou(engine, embeddings, reference, reference_embeddings, images, prompts)
+        trials.append(VariantTrial(name, encoder_ms, iou))
+    good = [t for t in trials[1:] if t.mean_iou_vs_fp32 >= min_iou and base_ms / t.encoder_p50_ms >= min_speedup]
     if good:
         best = min(good, key=lambda t: t.encoder_p50_ms)
         reason = (
-            f"{best.variant}: encoder {base / best.encoder_p50_ms:.2f}x faster than fp32 here, "
+            f"{best.variant}: encoder {base_ms / best.encoder_p50_ms:.2f}x faster than fp32 here, "
             f"mask IoU {best.mean_iou_vs_fp32:.3f} against it"
         )
         return VariantChoice(best.variant, reason, min_iou, min_speedup, tuple(trials))
     others = "; ".join(
-        f"{t.variant} {base / t.encoder_p50_ms:.2f}x, IoU {t.mean_iou_vs_fp32:.3f}" for t in trials[1:]
+        f"{t.variant} {base_ms / t.encoder_p50_ms:.2f}x, IoU {t.mean_iou_vs_fp32:.3f}" for t in trials[1:]
     )
     reason = f"fp32: no variant is both >= {min_speedup}x faster and IoU >= {min_iou} here ({others or 'none'})"
     return VariantChoice(REFERENCE_VARIANT, reason, min_iou, min_speedup, tuple(trials))

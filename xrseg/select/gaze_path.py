@@ -89,9 +89,9 @@ class GazePath:
     def on_select(self, event: InputEvent) -> Trigger | None:
         """The trigger for a SELECT press at ``event.timestamp_ns`` (module docstring), or None."""
         opts = self.options
-        current = self.detector.in_progress(int(opts.click_min_ms * _MS))
-        if current is not None:
-            return Trigger(event.timestamp_ns, self._recent(current, event.timestamp_ns), "event")
+        in_progress = self.preview(event.timestamp_ns)
+        if in_progress is not None:
+            return dataclasses.replace(in_progress[1], reason="event")
         tolerance_ns = int(opts.click_tolerance_ms * _MS)
         ended = self.detector.last_ended()
         if ended is not None and 0 <= event.timestamp_ns - ended.end_ns <= tolerance_ns:

@@ -397,6 +397,8 @@ class Pipeline:
     def _learn_bias(self, selection: Selection, made: Made) -> None:
         """The selection's offset from its raw gaze to its mask is an observation of the tracker's bias."""
         opts, frame = self.options, made.keyframe.frame
+        if not opts.recalibration.enabled:
+            return
         offset = selection_offset_rad(
             made.samples, selection.mask, frame.depth_m, opts.fallback_depth_m, self.camera,
             made.world_from_camera, made.track, opts.recalibration,

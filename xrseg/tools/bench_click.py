@@ -10,26 +10,23 @@ ahead or at the press).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from xrseg.config import PipelineOptions
 from xrseg.sam.engine import SamEngine
 from xrseg.select.gaze_path import GazeOptions
 from xrseg.select.pipeline import Pipeline
 from xrseg.session.reader import Session
+from xrseg.sinks.files import percentiles_ms
 from xrseg.sources.replay import ReplaySource
+from xrseg.tools.scenes.recipe import BUNDLED_RECIPES
 
 __all__ = ["ClickLatency", "bench_click_latency"]
-
-SCENES = Path(__file__).resolve().parents[2] / "scenes"
 
 
 @dataclass(frozen=True)
 class ClickLatency:
-    """One paced replay: p50/p99 milliseconds (None without samples) and counts."""
+    """One paced replay: p50/p99 milliseconds (None without samples, :func:`percentiles_ms`) and counts."""
 
     scene: str
     look_ahead: bool
@@ -41,16 +38,9 @@ class ClickLatency:
     """Every press's click-to-mask time."""
 
 
-def _p50_p99(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p99": None}
-    array = np.asarray(values)
-    return {"p50": float(np.percentile(array, 50)), "p99": float(np.percentile(array, 99))}
-
-
 def bench_click_latency(engine: SamEngine, scene: str = "desk-near", look_ahead: bool = True) -> ClickLatency:
     """Replay ``scenes/<scene>`` in real time through the asynchronous pipeline and time its clicks."""
-    session = Session.open(SCENES / scene)
+    session = Session.open(BUNDLED_RECIPES / scene)
     speculate_ms = PipelineOptions.speculate_ms if look_ahead else 0.0
     options = PipelineOptions(gaze=GazeOptions(dwell_ms=0.0), realtime=True, speculate_ms=speculate_ms)
     header = session.header
@@ -59,8 +49,8 @@ def bench_click_latency(engine: SamEngine, scene: str = "desk-near", look_ahead:
     return ClickLatency(
         scene=scene,
         look_ahead=look_ahead,
-        click_to_mask_ms=_p50_p99(stats.click_to_mask_ms),
-        gaze_to_mask_ms=_p50_p99([t.gaze_to_mask_ms for t in stats.timings]),
+        click_to_mask_ms=percentiles_ms(stats.click_to_mask_ms),
+        gaze_to_mask_ms=percentiles_ms([t.gaze_to_mask_ms for t in stats.timings]),
         presses=len(stats.click_to_mask_ms),
         look_ahead_hits=stats.look_ahead_hits,
         clicks_ms=tuple(stats.click_to_mask_ms),
@@ -75,7 +65,7 @@ def click_report(engine: SamEngine, scenes: tuple[str, ...] = BUNDLED_SCENES) ->
     ``click_to_mask_p50_ms`` / ``click_to_mask_p99_ms`` over all presses with look-ahead."""
     runs = [bench_click_latency(engine, scene, look_ahead) for scene in scenes for look_ahead in (True, False)]
     pooled = {
-        look_ahead: _p50_p99([ms for run in runs if run.look_ahead is look_ahead for ms in run.clicks_ms])
+        look_ahead: percentiles_ms([ms for run in runs if run.look_ahead is look_ahead for ms in run.clicks_ms])
         for look_ahead in (True, False)
     }
     return {
