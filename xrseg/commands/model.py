@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from typing import TYPE_CHECKING
 
 from xrseg.errors import ModelError
 
 if TYPE_CHECKING:
     from xrseg.sam.choose import VariantChoice
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,12 +38,18 @@ def run_build(args: argparse.Namespace) -> int:
     return run_info(argparse.Namespace(json=False))
 
 
-def _measure_variants(variants: list[str]) -> VariantChoice:
-    """This machine's default variant, measured on the parity photos (:mod:`xrseg.sam.choose`)."""
+def _measure_variants(variants: list[str]) -> VariantChoice | None:
+    """This machine's default variant, measured on the parity photos (:mod:`xrseg.sam.choose`); None (with a
+    warning) when the photos cannot be fetched: the build stands with the float32 default."""
+    from xrseg.errors import DownloadError
     from xrseg.sam.choose import choose_variant
     from xrseg.tools.testdata import ensure_sample_images, load_rgb
 
-    images = [load_rgb(path, (640, 480)) for path in ensure_sample_images().values()]
+    try:
+        images = [load_rgb(path, (640, 480)) for path in ensure_sample_images().values()]
+    except DownloadError as err:
+        log.warning("cannot measure the variants (%s); the default stays float32 until the next build", err)
+        return None
     print("measuring the model variants on this machine ...", flush=True)
     choice = choose_variant(variants, images)
     print(f"default variant: {choice.reason}")

@@ -234,13 +234,14 @@ def build_models(
     *,
     force: bool = False,
     progress: bool = True,
-    chooser: Callable[[list[str]], VariantChoice] | None = None,
+    chooser: Callable[[list[str]], VariantChoice | None] | None = None,
 ) -> BuildReport:
     """Make the cache complete and verified; return what had to be (re)built.
 
     ``chooser`` measures the built variants and picks this machine's default (``xrseg model build`` passes
     :func:`xrseg.sam.choose.choose_variant` on the parity photos); it runs when files were rebuilt or no choice
-    is recorded. Without one, an earlier recorded choice stands, else :data:`DEFAULT_VARIANT`."""
+    is recorded; it returns None when it could not measure. Without a choice, an earlier recorded one stands,
+    else :data:`DEFAULT_VARIANT`."""
     models = weights.models_dir(home)
     models.mkdir(parents=True, exist_ok=True)
     try:
@@ -270,8 +271,9 @@ def build_models(
         write_json_atomic(manifest_path(home), new)
         if chooser is not None and choose_now:
             choice = chooser(sorted(VARIANTS))
-            new |= {"default_variant": choice.variant, "variant_choice": choice.to_json()}
-            write_json_atomic(manifest_path(home), new)
+            if choice is not None:  # None: nothing could be measured; the default stands, measured next build
+                new |= {"default_variant": choice.variant, "variant_choice": choice.to_json()}
+                write_json_atomic(manifest_path(home), new)
         return BuildReport(models, tuple(step.output for step in todo), source, manifest_rewritten=True)
     return BuildReport(models, tuple(step.output for step in todo), source)
 
