@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import requires_reference, skip_or_fail
-from xrseg.errors import InputError, UsageError
+from xrseg.cli import main
+from xrseg.errors import InputError, ModelError, UsageError
 from xrseg.sam.engine import SamEngine, choose_best, stability_scores
 from xrseg.sam.records import ImageEmbedding
 
@@ -219,3 +221,10 @@ def test_a_gpu_provider_gives_the_cpu_masks(sample_images) -> None:  # type: ign
     a = on_gpu.decode(on_gpu.encode(image), points=[[400.0, 300.0]], labels=[1])
     b = on_cpu.decode(on_cpu.encode(image), points=[[400.0, 300.0]], labels=[1])
     assert mask_iou(a.masks[b.best], b.masks[b.best]) >= 0.98
+
+
+def test_an_unknown_execution_provider_is_an_error_not_a_silent_cpu_fallback() -> None:
+    with pytest.raises(ModelError, match="execution provider NoSuchProvider is not in this onnxruntime"):
+        SamEngine.from_cache(providers=["NoSuchProvider", "CPUExecutionProvider"])
+    scene = Path(__file__).resolve().parents[1] / "scenes" / "desk-near"
+    assert main(["replay", str(scene), "--no-mesh", "--providers", "NoSuchProvider"]) == 2

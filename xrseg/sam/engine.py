@@ -75,6 +75,11 @@ def _session(path: Path, config: EngineConfig) -> object:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     providers = list(config.providers) if config.providers else default_providers()
+    unknown = [p for p in providers if p not in ort.get_available_providers()]
+    if unknown:  # onnxruntime would only warn and fall back to the CPU
+        available = ", ".join(ort.get_available_providers())
+        missing = ", ".join(unknown)
+        raise ModelError(f"execution provider {missing} is not in this onnxruntime (it has {available})")
     try:
         return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as err:  # onnxruntime raises its own exception types for bad files and providers
