@@ -339,7 +339,8 @@ class Pipeline:
         )
         if trigger.reason == "event":  # a press that waited for a keyframe counts its wait
             self.stats.click_to_mask_ms.append((time.perf_counter() - started) * 1000.0)
-        self._learn_bias(selection, made)
+        if self.options.recalibration.enabled:
+            self._learn_bias(selection, made)
 
     def _is_selected(self, fixation: Fixation) -> bool:
         """True when ``fixation`` overlaps the latest selection's (the same fixation, selected already)."""
@@ -397,8 +398,6 @@ class Pipeline:
     def _learn_bias(self, selection: Selection, made: Made) -> None:
         """The selection's offset from its raw gaze to its mask is an observation of the tracker's bias."""
         opts, frame = self.options, made.keyframe.frame
-        if not opts.recalibration.enabled:
-            return
         offset = selection_offset_rad(
             made.samples, selection.mask, frame.depth_m, opts.fallback_depth_m, self.camera,
             made.world_from_camera, made.track, opts.recalibration,
