@@ -109,9 +109,12 @@ class GazePath:
             return None
         return current.start_ns, Trigger(now_ns, self._recent(current, now_ns), "preview")
 
-    def in_progress_start_ns(self) -> int | None:
-        """The start of the fixation in progress (any length), or None."""
-        current = self.detector.in_progress()
+    def press_fixation_start_ns(self) -> int | None:
+        """The start of the fixation a press now would select (as :meth:`on_select` finds it: the one in
+        progress, else the last ended), or None."""
+        current = self.detector.in_progress(int(self.options.click_min_ms * _MS))
+        if current is None:
+            current = self.detector.last_ended()
         return None if current is None else current.start_ns
 
     def _recent(self, fixation: Fixation, until_ns: int) -> Fixation:

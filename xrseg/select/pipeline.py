@@ -116,7 +116,7 @@ class Pipeline:
         self._negatives: list[np.ndarray] = []
         self._bias = GazeBias(opts.recalibration)
         speculates = opts.speculate_ms > 0 and self.embeddings.mode is EncodeMode.BACKGROUND
-        self._speculator = Speculator(opts.speculate_ms) if speculates else None
+        self._speculator = Speculator(opts.speculate_ms, self.poses) if speculates else None
         self._last: LatestSelection | None = None
         self._next_id = 1
 
@@ -375,21 +375,21 @@ class Pipeline:
         preview = self._gaze.preview(now_ns)
         if preview is None:
             return
-        fixation_start_ns, trigger = preview
+        trigger = preview[1]
         ahead.tried(now_ns)
         if self._is_selected(trigger.fixation):
             return
         keyframe = self._choose_keyframe(trigger)
         made = self._decide(trigger, keyframe) if isinstance(keyframe, Keyframe) else None
         if isinstance(made, Made):
-            ahead.keep(fixation_start_ns, now_ns, made)
+            ahead.keep(now_ns, trigger.fixation, made)
             self.stats.look_aheads += 1
 
     def _look_ahead_for(self, trigger: Trigger) -> Made | None:
         """The look-ahead decision for a SELECT ``trigger``, if one was made for this fixation."""
         if self._speculator is None:
             return None
-        return self._speculator.take(self._gaze.in_progress_start_ns(), trigger.timestamp_ns)
+        return self._speculator.take(self._gaze.press_fixation_start_ns(), trigger.fixation)
 
     def _new_id(self) -> int:
         self._next_id += 1

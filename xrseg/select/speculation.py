@@ -2,26 +2,40 @@
 
 In asynchronous mode (live, ``--realtime``) the pipeline decodes what a SELECT press would select, every
 ``speculate_ms`` while a fixation is in progress, on the newest usable keyframe. A press during the same
-fixation, within two intervals of the look-ahead, takes that decision instead of decoding again: click-to-mask
-becomes the time to publish. The look-ahead's keyframe passed the head-motion test at most two intervals
-before; a keyframe encoded since would be newer, not more right (the prompter projects every gaze sample with
-the head pose at its own time). A saccade (a new fixation) makes the look-ahead stale; the press is then
-decoded as before. The cost is decoder time while the person looks
-around, on the gaze path, which is idle between clicks.
+fixation takes the latest look-ahead instead of decoding again: click-to-mask becomes the time to publish.
+
+*The same fixation* is judged by where it looks, not by its start time: the fixation detector revises a
+fixation's start as samples arrive (by tens of milliseconds), so the look-ahead counts when it was made at
+most one interval before the start of the fixation in progress at the press, and its fixation's world gaze
+direction is within :data:`SAME_TARGET_DEG` of that fixation's. A saccade to another object fails the angle;
+a look-ahead from an earlier visit to the same object fails the time. Within the fixation the look-ahead does
+not go stale: its keyframe passed the head-motion test, and a keyframe encoded since would be newer, not more
+right (the prompter projects every gaze sample with the head pose at its own time). Otherwise the press is
+decoded as before. The cost is decoder time while the person looks around, on the gaze path, which is idle
+between clicks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xrseg.geometry import PoseTrack
+import numpy as np
+import numpy.typing as npt
+
+from xrseg.geometry import PoseTrack, angle_between_deg, transform_directions
 from xrseg.sam.embeddings import Keyframe
 from xrseg.select.selector import Decision
-from xrseg.types import GazeSample, Transform
+from xrseg.sync.poses import PoseHistory
+from xrseg.types import Fixation, GazeSample, Transform
 
-__all__ = ["Made", "Speculator"]
+__all__ = ["SAME_TARGET_DEG", "Made", "Speculator"]
 
 _MS = 1_000_000
+
+SAME_TARGET_DEG = 1.0
+"""Largest angle between the world gaze directions of a look-ahead's fixation and a press's for the press to
+take the look-ahead: about the dispersion of one fixation, well under the 3-10 deg of a saccade between
+neighbouring objects."""
 
 
 @dataclass(frozen=True)
@@ -38,16 +52,18 @@ class Made:
 
 @dataclass(frozen=True)
 class _Ahead:
-    fixation_start_ns: int
     made_at_ns: int
+    direction_world: npt.NDArray[np.float64]
+    """3 float64: the look-ahead's fixation's gaze direction in the world frame."""
     made: Made
 
 
 class Speculator:
     """Holds the latest look-ahead decision and says when the next one is due (module docstring)."""
 
-    def __init__(self, interval_ms: float) -> None:
+    def __init__(self, interval_ms: float, poses: PoseHistory) -> None:
         self.interval_ns = int(interval_ms * _MS)
+        self._poses = poses
         self._ahead: _Ahead | None = None
         self._last_ns: int | None = None
 
@@ -63,15 +79,26 @@ class Speculator:
         """Forget the look-ahead (the prompt's inputs changed, e.g. a REJECT added a negative point)."""
         self._ahead = None
 
-    def keep(self, fixation_start_ns: int, now_ns: int, made: Made) -> None:
-        self._ahead = _Ahead(fixation_start_ns, now_ns, made)
-
-    def take(self, fixation_start_ns: int | None, now_ns: int) -> Made | None:
-        """The look-ahead for a press at ``now_ns`` during the fixation that started at ``fixation_start_ns``,
-        or None when it is stale or for another fixation. Taken once."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is None or fixation_start_ns != ahead.fixation_start_ns:
+    def _direction_world(self, fixation: Fixation) -> npt.NDArray[np.float64] | None:
+        world_from_head = self._poses.world_from_head_at(fixation.centre_ns)
+        if world_from_head is None:
             return None
-        if now_ns - ahead.made_at_ns > 2 * self.interval_ns:
+        return transform_directions(world_from_head, np.asarray(fixation.direction, dtype=np.float64))[0]
+
+    def keep(self, now_ns: int, fixation: Fixation, made: Made) -> None:
+        """Hold ``made``, decided at ``now_ns`` for the fixation in progress (as far as it had come)."""
+        direction_world = self._direction_world(fixation)
+        self._ahead = None if direction_world is None else _Ahead(now_ns, direction_world, made)
+
+    def take(self, fixation_start_ns: int | None, fixation: Fixation) -> Made | None:
+        """The look-ahead for a press on ``fixation`` (the press's trigger), whose whole fixation started at
+        ``fixation_start_ns``, or None when it was made for another fixation (module docstring). Taken once."""
+        ahead, self._ahead = self._ahead, None
+        direction_world = self._direction_world(fixation)
+        if ahead is None or fixation_start_ns is None or direction_world is None:
+            return None
+        if ahead.made_at_ns < fixation_start_ns - self.interval_ns:
+            return None
+        if not float(angle_between_deg(ahead.direction_world, direction_world)) <= SAME_TARGET_DEG:
             return None
         return ahead.made
