@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from xrseg.app import add_pipeline_arguments
 from xrseg.cli import main
+from xrseg.config import OutputOptions, RunOptions
 from xrseg.tools.evaluate import evaluate_session
 
 SCENES = Path(__file__).resolve().parents[1] / "scenes"
 BUNDLED = ("tabletop-small", "room-small", "desk-near")
 
 
-def eval_args(tmp_path: Path, name: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_pipeline_arguments(parser)
-    return parser.parse_args(["--out", str(tmp_path / name), "--follow-frames", "4"])
+def eval_options(tmp_path: Path, name: str) -> RunOptions:
+    return RunOptions(outputs=OutputOptions(out_dir=tmp_path / name, follow_frames=4))
 
 
 @pytest.fixture(scope="module")
 def reports(engine, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("eval")
-    return {name: evaluate_session(SCENES / name, eval_args(tmp, name)) for name in BUNDLED}
+    return {name: evaluate_session(SCENES / name, eval_options(tmp, name)) for name in BUNDLED}
 
 
 @pytest.mark.parametrize("name", BUNDLED)

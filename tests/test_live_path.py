@@ -21,7 +21,7 @@ from xrseg.sam.records import ImageEmbedding
 from xrseg.select.keyframes import rotation_between_deg
 from xrseg.select.pipeline import Pipeline
 from xrseg.session.reader import Session
-from xrseg.sinks.base import Drop, Sink
+from xrseg.sinks.base import Drop, FrameEvent, SelectionEvent, Sink
 from xrseg.sources.camera import CameraSource, DepthImageFolder
 from xrseg.sources.live import LiveSource
 from xrseg.sources.replay import ReplaySource
@@ -38,11 +38,11 @@ class Collect(Sink):
         self.drops: list[Drop] = []
         self.closed = False
 
-    def on_frame(self, frame: Frame, world_from_camera: Transform | None) -> None:
-        self.frames.append((frame, world_from_camera))
+    def on_frame(self, event: FrameEvent) -> None:
+        self.frames.append((event.frame, event.world_from_camera))
 
-    def on_selection(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
-        self.selections.append(selection)
+    def on_selection(self, event: SelectionEvent) -> None:
+        self.selections.append(event.selection)
 
     def on_drop(self, drop: Drop) -> None:
         self.drops.append(drop)
@@ -153,7 +153,7 @@ class DuringEncode(Sink):
         self.encoder = encoder
         self.while_encoding: list[bool] = []
 
-    def on_selection(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
+    def on_selection(self, event: SelectionEvent) -> None:
         self.while_encoding.append(self.encoder.held.is_set() and not self.encoder.release.is_set())
 
 

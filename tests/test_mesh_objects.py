@@ -10,6 +10,7 @@ import numpy as np
 from xrseg.geometry import PoseTrack
 from xrseg.lift import read_metadata
 from xrseg.session.reader import Session
+from xrseg.sinks.base import LiftOnce, SelectionEvent
 from xrseg.sinks.mesh import MeshSink
 from xrseg.types import DepthSource, Fixation, Selection
 
@@ -51,18 +52,17 @@ def test_selections_of_one_object_make_one_mesh_and_rejections_undo_them(tmp_pat
     def select(selection_id: int, frame: int, object_id: int) -> None:
         pose = track.at(int(session.frame_timestamps_ns[frame]))
         assert pose is not None
-        sink.on_selection(
-            ground_truth_selection(session, selection_id, frame, object_id),
-            session.frame(frame),
-            pose @ header.head_from_camera,
-        )
+        selection, keyframe = ground_truth_selection(session, selection_id, frame, object_id), session.frame(frame)
+        world_from_camera = pose @ header.head_from_camera
+        lifted = LiftOnce(selection, keyframe, header.camera, world_from_camera)
+        sink.on_selection(SelectionEvent(selection, keyframe, world_from_camera, lifted))
 
     first, second = 2, 4  # desk-near's sphere and capsule, both in view on frames 4 and 12
     select(1, 4, first)
     select(2, 12, first)  # the same object, eight frames (and some head motion) later
     select(3, 4, second)
     sink.on_reject(ground_truth_selection(session, 3, 4, second))
-    sink.close()
+    sink.finish()
     summary = sink.summary()["objects"]
     assert [(o["object_id"], o["selections"]) for o in summary] == [(1, [1, 2])]
     assert sorted(p.name for p in (tmp_path / "meshes").iterdir()) == [

@@ -16,9 +16,9 @@ from xrseg.select.gaze_offsets import angular_offsets
 from xrseg.select.pipeline import Pipeline
 from xrseg.select.recalibration import RecalibrationOptions
 from xrseg.session.reader import Session
-from xrseg.sinks.base import Drop, Sink
+from xrseg.sinks.base import Drop, FrameEvent, SelectionEvent, Sink
 from xrseg.sources.replay import ReplaySource
-from xrseg.types import EventKind, Frame, GazeRay, GazeSample, InputEvent, Selection, Transform
+from xrseg.types import EventKind, Frame, GazeRay, GazeSample, InputEvent, Selection
 
 SCENES = Path(__file__).resolve().parents[1] / "scenes"
 
@@ -31,10 +31,11 @@ class Recorder(Sink):
         self.frames = 0
         self.closed = False
 
-    def on_frame(self, frame: Frame, world_from_camera: Transform | None) -> None:
+    def on_frame(self, event: FrameEvent) -> None:
         self.frames += 1
 
-    def on_selection(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
+    def on_selection(self, event: SelectionEvent) -> None:
+        selection, keyframe = event.selection, event.keyframe
         assert keyframe.index == selection.keyframe_index
         assert selection.mask.shape == (keyframe.height_px, keyframe.width_px)
         self.selections.append(selection)

@@ -11,11 +11,11 @@ import pytest
 
 from xrseg.select.pipeline import Pipeline
 from xrseg.session.reader import Session
-from xrseg.sinks.base import Sink
+from xrseg.sinks.base import SelectionEvent, Sink
 from xrseg.sinks.viz.video import TILE_CAPTION_HEIGHT_PX, TILE_IMAGE_HEIGHT_PX, TILE_WIDTH_PX, OverlayVideoSink
 from xrseg.sinks.viz.window import ViewerSink
 from xrseg.sources.replay import ReplaySource
-from xrseg.types import Frame, Selection, Transform
+from xrseg.types import Frame
 
 SESSION = Path(__file__).resolve().parents[1] / "scenes" / "tabletop-small"
 LIMIT_NS = 2_500_000_000
@@ -28,7 +28,7 @@ class RejectFirst(Sink):
         self.viewer = viewer
         self.pressed = False
 
-    def on_selection(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
+    def on_selection(self, event: SelectionEvent) -> None:
         if not self.pressed:
             self.pressed = True
             self.viewer.handle_key(ord("r"))
@@ -39,8 +39,9 @@ def replay(engine, tmp_path_factory):  # type: ignore[no-untyped-def]
     out = tmp_path_factory.mktemp("viz-replay")
     session = Session.open(SESSION)
     camera, head_from_camera = session.header.camera, session.header.head_from_camera
-    video = OverlayVideoSink(out, camera, head_from_camera, source_label="replay tabletop-small")
-    viewer = ViewerSink(camera, head_from_camera)
+    pipeline = Pipeline(camera, head_from_camera, engine)
+    video = OverlayVideoSink(out, camera, stats=pipeline.stats, source_label="replay tabletop-small")
+    viewer = ViewerSink(camera, stats=pipeline.stats)
     sinks: list[Sink] = [video, viewer, RejectFirst(viewer)]
     rrd = None
     if shutil.which("rerun") is not None:
@@ -50,11 +51,8 @@ def replay(engine, tmp_path_factory):  # type: ignore[no-untyped-def]
             pass
         else:
             rrd = out / "run.rrd"
-            sinks.append(RerunSink(rrd, camera, head_from_camera))
-    pipeline = Pipeline(camera, head_from_camera, engine, sinks=sinks)
-    for sink in sinks:
-        if hasattr(sink, "stats"):
-            sink.stats = pipeline.stats  # type: ignore[attr-defined]
+            sinks.append(RerunSink(rrd, camera, stats=pipeline.stats))
+    pipeline.sinks.extend(sinks)
     items = [item for item in ReplaySource(session) if item.timestamp_ns < LIMIT_NS]
     frames = sum(isinstance(item, Frame) for item in items)
     pipeline.run(viewer.interleave(items))

@@ -1,4 +1,5 @@
-"""RerunSink on hand-built records: the .rrd is checked with Rerun's own CLI (rrd verify, rrd print)."""
+"""RerunSink on hand-built records turned into the pipeline's sink events, beside a real MeshSink that tells it
+of its meshes: the .rrd is checked with Rerun's own CLI (rrd verify, rrd print)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_viz_tracker import CAMERA, HEAD_FROM_CAMERA, frame, make_selection, sample, world_from_camera_at
+from tests.test_viz_tracker import CAMERA, frame, make_selection, sample, sink_events
 from xrseg.errors import InputError
-from xrseg.sinks.base import Drop, PipelineStats, Timing
+from xrseg.sinks.base import Drop, PipelineStats, Sink, Timing, finish_and_close
 from xrseg.types import Fixation
 
 rerun = pytest.importorskip("rerun", reason="the `rerun` extra (rerun-sdk) is not installed")
@@ -33,46 +34,52 @@ def rrd_entities(path: Path) -> dict[str, str]:
     return entities
 
 
-def drive(sink, with_mesh_dir: Path | None = None) -> None:  # type: ignore[no-untyped-def]
-    stats = PipelineStats()
-    sink.stats = stats
+def drive(sinks: list[Sink], stats: PipelineStats) -> None:
+    """Four frames with the head moving 1 cm per frame: gaze, a fixation, a selection, a drop, a rejected one."""
+    events = sink_events(*[(i * 100_000_000, 0.01 * i) for i in range(4)])
     for i in range(4):
         t = i * 100_000_000
-        f = frame(i, t)
-        sink.on_frame(f, world_from_camera_at(0.01 * i))
-        sink.on_gaze(sample(t + 1, direction=(0.05, 0.0, -1.0)), sample(t + 1))
+        frame_event = events.frame(frame(i, t))
+        gaze_pose = events.poses.world_from_head_at(t + 1)
+        assert frame_event.world_from_camera is not None and gaze_pose is not None
+        gaze = events.gaze(sample(t + 1, direction=(0.05, 0.0, -1.0)), sample(t + 1), gaze_pose)
+        for sink in sinks:
+            sink.on_frame(frame_event)
+            sink.on_gaze(gaze)
         if i == 1:
-            sink.on_fixation(Fixation(0, t, np.zeros(3), np.array([0.0, 0.0, -1.0]), 0.5))
+            fixation = events.fixation(Fixation(0, t, np.zeros(3), np.array([0.0, 0.0, -1.0]), 0.5))
             mask = np.zeros((48, 64), dtype=bool)
             mask[10:30, 20:40] = True
             stats.encode_ms.append(1400.0)
             stats.timings.append(Timing(1.5, 9.0, 1400.0))
-            sink.on_selection(make_selection(1, mask, f), f, world_from_camera_at(0.01 * i))
+            selected = events.selection(
+                make_selection(1, mask, frame_event.frame), frame_event.frame, frame_event.world_from_camera
+            )
+            for sink in sinks:
+                sink.on_fixation(fixation)
+                sink.on_selection(selected)
         if i == 2:
-            sink.on_drop(Drop(t, "prompt_miss", "gaze off the keyframe"))
-            sink.on_selection(make_selection(2, np.ones((48, 64), bool), f), f, world_from_camera_at(0.0))
-            sink.on_reject(make_selection(2, np.ones((48, 64), bool), f))
-    sink.close()
+            rejected = make_selection(2, np.ones((48, 64), bool), frame_event.frame)
+            for sink in sinks:
+                sink.on_drop(Drop(t, "prompt_miss", "gaze off the keyframe"))
+                sink.on_selection(events.selection(rejected, frame_event.frame, frame_event.world_from_camera))
+                sink.on_reject(rejected)
+    finish_and_close(sinks)
 
 
 @pytest.mark.skipif(RERUN_CLI is None, reason="the rerun CLI is not on PATH")
 def test_recording_has_the_expected_entities(tmp_path: Path) -> None:
-    import open3d as o3d
-
-    from xrseg.lift.export import export_mesh
-    from xrseg.sinks.mesh import MeshSink, ObjectResult
+    from xrseg.sinks.mesh import MeshSink
     from xrseg.sinks.viz.rerun_log import RerunSink
 
-    # A real MeshSink whose result for selection 1 points at a real exported mesh (as after following).
-    meshes = MeshSink(tmp_path / "out", CAMERA, None, None, follow_frames=0)  # type: ignore[arg-type]
-    box = o3d.geometry.TriangleMesh.create_box(0.1, 0.1, 0.1)
-    written = export_mesh(box, tmp_path / "out" / "meshes", "object_0001", {"object_id": 1})
-    files = {fmt: str(path.relative_to(tmp_path / "out")) for fmt, path in written.items()}
-    meshes.results[1] = ObjectResult(1, (1,), (1,), 10, (0.0, 0.0, 2.0), (0.1, 0.1, 0.1), files, 12)
-
     path = tmp_path / "rec" / "run.rrd"
-    sink = RerunSink(path, CAMERA, HEAD_FROM_CAMERA, mesh_sink=meshes)
-    drive(sink)
+    stats = PipelineStats()
+    sink = RerunSink(path, CAMERA, stats=stats)
+    # A real MeshSink (no following: no decoder needed) that lifts and fuses each selection and tells the
+    # Rerun sink of its meshes; the Rerun sink comes first: sinks do not depend on their order.
+    meshes = MeshSink(tmp_path / "out", CAMERA, None, None, follow_frames=0, listeners=[sink])  # type: ignore[arg-type]
+    drive([sink, meshes], stats)
+    assert meshes.results and all(r.mesh_files for r in meshes.results.values()), meshes.results
     assert path.is_file() and not (path.parent / ".run.rrd.partial").exists()
     assert sink.summary() == {"rerun_recording": str(path)}
     entities = rrd_entities(path)
@@ -107,4 +114,4 @@ def test_missing_directory_target_is_refused(tmp_path: Path) -> None:
     from xrseg.sinks.viz.rerun_log import RerunSink
 
     with pytest.raises(InputError, match="is a directory"):
-        RerunSink(tmp_path, CAMERA, HEAD_FROM_CAMERA)
+        RerunSink(tmp_path, CAMERA)

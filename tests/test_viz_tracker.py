@@ -1,12 +1,17 @@
-"""OverlayTracker on hand-built records: where the gaze lands (depth vs fallback), head poses between frames,
-the selection mask carried to a later frame through depth, rejection."""
+"""OverlayTracker on hand-built records turned into the pipeline's own sink events
+(:class:`~xrseg.select.sink_events.SinkEvents`): where the gaze lands (depth vs fallback), the trail with each
+sample's own head pose, the selection mask carried to a later frame through depth, rejection."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from xrseg.select.sink_events import SinkEvents
+from xrseg.sinks.base import FrameEvent
 from xrseg.sinks.viz.overlay import GAZE_RGB
-from xrseg.sinks.viz.tracker import FramePoses, MaskCarrier, OverlayTracker
+from xrseg.sinks.viz.tracker import MaskCarrier, OverlayTracker
+from xrseg.sync.poses import PoseHistory
 from xrseg.types import (
     CameraModel,
     DepthSource,
@@ -14,6 +19,7 @@ from xrseg.types import (
     Frame,
     GazeRay,
     GazeSample,
+    HeadPose,
     Selection,
 )
 
@@ -23,11 +29,24 @@ CAMERA = CameraModel(64, 48, 50.0, 50.0, 32.0, 24.0)
 HEAD_FROM_CAMERA = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
-def world_from_camera_at(x_m: float) -> np.ndarray:
-    """The camera with the head at world (x_m, 0, 0) and no rotation (world = head axes)."""
+def world_from_head_at(x_m: float) -> np.ndarray:
+    """The head at world (x_m, 0, 0) and no rotation (world = head axes)."""
     world_from_head = np.eye(4)
     world_from_head[0, 3] = x_m
-    return world_from_head @ HEAD_FROM_CAMERA
+    return world_from_head
+
+
+def world_from_camera_at(x_m: float) -> np.ndarray:
+    """The camera with the head at world (x_m, 0, 0) and no rotation."""
+    return world_from_head_at(x_m) @ HEAD_FROM_CAMERA
+
+
+def sink_events(*head_x_m: tuple[int, float]) -> SinkEvents:
+    """The pipeline's event maker over a head-pose track of (timestamp_ns, head x in metres) poses."""
+    poses = PoseHistory(10**12, HEAD_FROM_CAMERA)
+    for timestamp_ns, x_m in head_x_m:
+        poses.push(HeadPose(timestamp_ns, world_from_head_at(x_m)))
+    return SinkEvents(CAMERA, poses, fallback_depth_m=1.0)
 
 
 def frame(index: int, timestamp_ns: int, depth_m: float | None = 2.0) -> Frame:
@@ -62,57 +81,62 @@ def make_selection(selection_id: int, mask: np.ndarray, keyframe: Frame) -> Sele
 def test_gaze_parallax_uses_the_frame_depth() -> None:
     # The eye sits 4 cm right of the camera looking straight ahead: on a wall 2 m away the gaze lands
     # 50 * 0.04 / 2 = 1 px right of the centre; at the 1 m fallback it would land 2 px right.
-    tracker = OverlayTracker(CAMERA, HEAD_FROM_CAMERA, source_label="test")
-    near = frame(0, 0)
-    tracker.on_frame(near, world_from_camera_at(0.0))
-    tracker.on_gaze(sample(1_000, origin=(0.04, 0.0, 0.0)), sample(1_000))
-    out = tracker.render(near, world_from_camera_at(0.0))
+    events = sink_events((0, 0.0))
+    tracker = OverlayTracker(CAMERA, source_label="test")
+    tracker.on_gaze(events.gaze(sample(1_000, origin=(0.04, 0.0, 0.0)), sample(1_000), world_from_head_at(0.0)))
+    near = events.frame(frame(0, 2_000))
+    tracker.on_frame(near)
+    out = tracker.render(near)
     assert tuple(out[24, 33]) == GAZE_RGB
     assert tracker.gaze_depth_source == "gaze depth_image"
     assert tracker.hud_text().startswith("test | gaze depth_image")
-    flat = frame(1, 2_000, depth_m=None)
-    tracker.on_frame(flat, world_from_camera_at(0.0))
-    out = tracker.render(flat, world_from_camera_at(0.0))
+    flat = events.frame(frame(1, 3_000, depth_m=None))
+    tracker.on_frame(flat)
+    out = tracker.render(flat)
     assert tuple(out[24, 34]) == GAZE_RGB
     assert tracker.gaze_depth_source == "gaze fixed"
 
 
 def test_gaze_direction_lands_on_the_expected_pixel() -> None:
-    tracker = OverlayTracker(CAMERA, HEAD_FROM_CAMERA)
-    f = frame(0, 0)
-    tracker.on_frame(f, world_from_camera_at(0.0))
-    tracker.on_gaze(sample(10, direction=(0.1, 0.0, -1.0)), sample(10))  # x = 32 + 50 * 0.1
-    assert tracker.layers(f, world_from_camera_at(0.0)).gaze_xy == (37.0, 24.0)
-    assert tracker.layers(f, None).gaze_xy is None  # no pose: nothing can be placed
+    events = sink_events((0, 0.0))
+    tracker = OverlayTracker(CAMERA)
+    tracker.on_gaze(events.gaze(sample(10, direction=(0.1, 0.0, -1.0)), sample(10), world_from_head_at(0.0)))
+    event = events.frame(frame(0, 20))  # x = 32 + 50 * 0.1
+    assert event.gaze is not None and event.gaze.projection.pixel_xy == (37.0, 24.0)
+    assert tracker.layers(event).gaze_xy == (37.0, 24.0)
+    assert tracker.layers(FrameEvent(event.frame, None, None, event.gaze)).gaze_xy is None  # no pose: no gaze
 
 
 def test_stale_or_invalid_gaze_shows_no_cursor() -> None:
-    tracker = OverlayTracker(CAMERA, HEAD_FROM_CAMERA, trail_s=0.5)
-    tracker.on_frame(frame(0, 0), world_from_camera_at(0.0))
+    events = sink_events((0, 0.0), (900_000_000, 0.0))
+    tracker = OverlayTracker(CAMERA, trail_s=0.5)
     invalid = GazeSample(10, GazeRay(np.array([np.nan, 0.0, 0.0]), np.array([0.0, 0.0, -1.0])))
-    tracker.on_gaze(invalid, invalid)
-    assert tracker.layers(frame(0, 0), world_from_camera_at(0.0)).gaze_xy is None
+    tracker.on_gaze(events.gaze(invalid, invalid, world_from_head_at(0.0)))
+    first = events.frame(frame(0, 20))
+    assert first.gaze is None, "an unusable sample is not projected"
+    assert tracker.layers(first).gaze_xy is None
     assert tracker.gaze_depth_source == "gaze invalid"
-    tracker.on_gaze(sample(20), sample(20))
-    late = frame(1, 900_000_000)
-    tracker.on_frame(late, world_from_camera_at(0.0))
-    assert tracker.layers(late, world_from_camera_at(0.0)).gaze_xy is None
+    tracker.on_gaze(events.gaze(sample(30), sample(30), world_from_head_at(0.0)))
+    late = events.frame(frame(1, 900_000_000))
+    assert late.gaze is not None, "the pipeline projects the newest usable sample however old"
+    tracker.on_frame(late)
+    assert tracker.layers(late).gaze_xy is None, "older than trail_s: no cursor"
 
 
-def test_head_pose_is_interpolated_between_frames() -> None:
-    poses = FramePoses(HEAD_FROM_CAMERA)
-    assert poses.at(0) is None
-    poses.add(0, world_from_camera_at(0.0))
-    poses.add(1_000_000_000, world_from_camera_at(1.0))
-    middle = poses.at(250_000_000)
-    assert middle is not None
-    np.testing.assert_allclose(middle[:3, 3], [0.25, 0.0, 0.0], atol=1e-12)
-    np.testing.assert_allclose(middle[:3, :3], np.eye(3), atol=1e-12)
-    after = poses.at(5_000_000_000)  # held after the newest frame
-    assert after is not None and after[0, 3] == 1.0
-    poses.add(500_000_000, world_from_camera_at(9.0))  # out of order: ignored
-    later = poses.at(500_000_000)
-    assert later is not None and abs(later[0, 3] - 0.5) < 1e-12
+def test_trail_uses_each_samples_own_head_pose() -> None:
+    # The head moves 0.2 m right in 200 ms looking straight ahead: a sample at 0 ms points 0.2 m left of one
+    # at 200 ms; on the 2 m wall seen from the frame at 200 ms that is 50 * 0.2 / 2 = 5 px further left.
+    events = sink_events((0, 0.0), (200_000_000, 0.2))
+    tracker = OverlayTracker(CAMERA)
+    for t in (0, 200_000_000):
+        pose = events.poses.world_from_head_at(t)
+        assert pose is not None
+        tracker.on_gaze(events.gaze(sample(t), sample(t), pose))
+    event = events.frame(frame(0, 200_000_000))
+    layers = tracker.layers(event)
+    assert layers.gaze_xy == (32.0, 24.0)
+    assert layers.trail_xy is not None
+    np.testing.assert_allclose(layers.trail_xy, [[27.0, 24.0], [32.0, 24.0]], atol=1e-9)
 
 
 def test_mask_is_carried_to_a_later_frame_through_depth() -> None:
@@ -140,22 +164,42 @@ def test_mask_carrier_subsamples_large_masks() -> None:
 
 
 def test_selection_layer_on_keyframe_later_frame_and_after_reject() -> None:
-    tracker = OverlayTracker(CAMERA, HEAD_FROM_CAMERA)
-    key = frame(3, 0)
-    tracker.on_frame(key, world_from_camera_at(0.0))
+    events = sink_events((0, 0.0), (200_000_000, 0.2))
+    tracker = OverlayTracker(CAMERA)
+    key = events.frame(frame(3, 0))
+    tracker.on_frame(key)
     mask = np.zeros((48, 64), dtype=bool)
     mask[10:30, 20:40] = True
-    selection = make_selection(7, mask, key)
-    tracker.on_selection(selection, key, world_from_camera_at(0.0))
-    on_key = tracker.layers(key, world_from_camera_at(0.0)).mask
+    selection = make_selection(7, mask, key.frame)
+    tracker.on_selection(events.selection(selection, key.frame, world_from_camera_at(0.0)))
+    on_key = tracker.layers(key).mask
     assert on_key is not None and on_key.mask is mask and on_key.label == "#7 0.90"
-    later = frame(4, 200_000_000)
-    tracker.on_frame(later, world_from_camera_at(0.2))
-    carried = tracker.layers(later, world_from_camera_at(0.2)).mask
+    later = events.frame(frame(4, 200_000_000))
+    tracker.on_frame(later)
+    carried = tracker.layers(later).mask
     assert carried is not None and carried.label == "#7 0.90 (frame 3)"
     assert carried.mask[20, 16] and not carried.mask[20, 37]
     assert carried.prompt_points_xy is not None
     np.testing.assert_allclose(carried.prompt_points_xy, [[25.0, 20.0]], atol=1e-4)  # the prompt moved too
     assert tracker.selections == 1 and "sel 1" in tracker.hud_text()
     tracker.on_reject(selection)
-    assert tracker.layers(later, world_from_camera_at(0.2)).mask is None
+    assert tracker.layers(later).mask is None
+
+
+def test_fixation_ring_stays_on_the_point_looked_at_while_the_head_moves() -> None:
+    # A 300 ms fixation straight ahead with the head at 0 looks at (0, 0, -2) on the wall; 200 ms after it
+    # ended the head is 0.2 m right, so the ring sits 50 * 0.2 / 2 = 5 px left of the centre.
+    events = sink_events((0, 0.0), (300_000_000, 0.0), (500_000_000, 0.2))
+    tracker = OverlayTracker(CAMERA, fixation_hold_s=1.0)
+    tracker.on_frame(events.frame(frame(0, 300_000_000)))
+    fixation = Fixation(0, 300_000_000, np.zeros(3), np.array([0.0, 0.0, -1.0]), 1.0)
+    event = events.fixation(fixation)
+    assert event.projection is not None and event.projection.point_world_m is not None
+    np.testing.assert_allclose(event.projection.point_world_m, [0.0, 0.0, -2.0], atol=1e-4)
+    tracker.on_fixation(event)
+    later = events.frame(frame(1, 500_000_000))
+    ring = tracker.layers(later).fixation
+    assert ring is not None and ring.label == "300 ms"
+    assert ring.centre_xy == pytest.approx((27.0, 24.0), abs=1e-3)
+    gone = events.frame(frame(2, 1_400_000_000))
+    assert tracker.layers(FrameEvent(gone.frame, world_from_camera_at(0.2))).fixation is None  # held 1 s only

@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.test_viz_tracker import CAMERA, HEAD_FROM_CAMERA, frame, make_selection, world_from_camera_at
+from tests.test_viz_tracker import CAMERA, frame, make_selection, sink_events, world_from_camera_at
 from xrseg.errors import InputError
+from xrseg.sinks.base import FrameEvent
 from xrseg.sinks.viz.video import (
     SHEET_BACKGROUND_RGB,
     TILE_CAPTION_HEIGHT_PX,
@@ -32,14 +33,15 @@ def test_frame_rate_from_timestamps() -> None:
 
 
 def run_sink(out_dir: Path, frames: int, selections: int) -> OverlayVideoSink:
-    sink = OverlayVideoSink(out_dir, CAMERA, HEAD_FROM_CAMERA, source_label="test")
+    sink = OverlayVideoSink(out_dir, CAMERA, source_label="test")
+    events = sink_events()
     for i in range(frames):
         f = frame(i, i * 100_000_000)
-        sink.on_frame(f, world_from_camera_at(0.0))
+        sink.on_frame(FrameEvent(f, world_from_camera_at(0.0)))
         if i < selections:
             mask = np.zeros((48, 64), dtype=bool)
             mask[10 + i : 30, 20:40] = True
-            sink.on_selection(make_selection(i + 1, mask, f), f, world_from_camera_at(0.0))
+            sink.on_selection(events.selection(make_selection(i + 1, mask, f), f, world_from_camera_at(0.0)))
     sink.close()
     return sink
 
@@ -83,13 +85,13 @@ def test_short_stream_and_no_selections(tmp_path: Path) -> None:
 
 
 def test_rejected_selection_keeps_its_tile(tmp_path: Path) -> None:
-    sink = OverlayVideoSink(tmp_path, CAMERA, HEAD_FROM_CAMERA)
+    sink = OverlayVideoSink(tmp_path, CAMERA)
     f = frame(0, 0)
-    sink.on_frame(f, world_from_camera_at(0.0))
+    sink.on_frame(FrameEvent(f, world_from_camera_at(0.0)))
     mask = np.zeros((48, 64), dtype=bool)
     mask[10:30, 20:40] = True
     selection = make_selection(1, mask, f)
-    sink.on_selection(selection, f, world_from_camera_at(0.0))
+    sink.on_selection(sink_events().selection(selection, f, world_from_camera_at(0.0)))
     before = sink._tiles[1].image.copy()
     sink.on_reject(selection)
     sink.close()
@@ -101,6 +103,6 @@ def test_rejected_selection_keeps_its_tile(tmp_path: Path) -> None:
 def test_bad_out_dir_and_empty_sheet(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="not a directory"):
-        OverlayVideoSink(tmp_path / "file", CAMERA, HEAD_FROM_CAMERA)
+        OverlayVideoSink(tmp_path / "file", CAMERA)
     with pytest.raises(InputError):
         contact_sheet([])

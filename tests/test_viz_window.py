@@ -8,7 +8,8 @@ import sys
 import cv2
 import pytest
 
-from tests.test_viz_tracker import CAMERA, HEAD_FROM_CAMERA, frame, sample, world_from_camera_at
+from tests.test_viz_tracker import CAMERA, frame, sample, world_from_camera_at, world_from_head_at
+from xrseg.sinks.base import FrameEvent, GazeEvent
 from xrseg.sinks.viz.window import ViewerSink, display_problem, opencv_has_gui
 from xrseg.types import EventKind, InputEvent
 
@@ -31,10 +32,11 @@ def test_no_display_without_gui_or_display(monkeypatch: pytest.MonkeyPatch) -> N
 @pytest.mark.skipif(display_problem() is None, reason="a display is available here: a window would open")
 def test_headless_viewer_warns_once_and_carries_on(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="xrseg.sinks.viz.window"):
-        viewer = ViewerSink(CAMERA, HEAD_FROM_CAMERA)
+        viewer = ViewerSink(CAMERA)
         for i in range(5):
-            viewer.on_frame(frame(i, i * 100_000_000), world_from_camera_at(0.0))
-            viewer.on_gaze(sample(i * 100_000_000 + 1), sample(i * 100_000_000 + 1))
+            viewer.on_frame(FrameEvent(frame(i, i * 100_000_000), world_from_camera_at(0.0)))
+            gaze = sample(i * 100_000_000 + 1)
+            viewer.on_gaze(GazeEvent(gaze, gaze, world_from_head_at(0.0)))
         viewer.close()
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "carrying on without a window" in warnings[0].getMessage()
@@ -44,8 +46,8 @@ def test_headless_viewer_warns_once_and_carries_on(caplog: pytest.LogCaptureFixt
 
 def test_keys_become_events_stamped_with_the_stream_time() -> None:
     received: list[InputEvent] = []
-    viewer = ViewerSink(CAMERA, HEAD_FROM_CAMERA, on_event=received.append)
-    viewer.on_frame(frame(0, 5_000), world_from_camera_at(0.0))
+    viewer = ViewerSink(CAMERA, on_event=received.append)
+    viewer.on_frame(FrameEvent(frame(0, 5_000), world_from_camera_at(0.0)))
     for key in (ord("+"), ord("-"), ord("r"), ord("="), -1, ord("x")):
         viewer.handle_key(key)
     assert [e.kind for e in received] == [EventKind.LARGER, EventKind.SMALLER, EventKind.REJECT, EventKind.LARGER]
@@ -61,13 +63,13 @@ def test_keys_become_events_stamped_with_the_stream_time() -> None:
 
 
 def test_interleave_inserts_queued_events_and_stops_on_quit() -> None:
-    viewer = ViewerSink(CAMERA, HEAD_FROM_CAMERA)
+    viewer = ViewerSink(CAMERA)
     items = [frame(i, i * 100) for i in range(5)]
     out = []
     for item in viewer.interleave(items):
         out.append(item)
         if item is items[1]:
-            viewer.on_frame(items[1], world_from_camera_at(0.0))
+            viewer.on_frame(FrameEvent(items[1], world_from_camera_at(0.0)))
             viewer.handle_key(ord("-"))
         if item is items[2]:
             viewer.handle_key(ord("q"))

@@ -70,9 +70,10 @@ def run_task(job: SessionJob) -> TaskFigures:
 
 
 def _evaluate(args: argparse.Namespace, out_dir: Path) -> TaskFigures:
+    from xrseg.commands.pipeline_args import run_options
     from xrseg.tools.evaluate import evaluate_session
 
-    report = evaluate_session(args.session, args, realtime=args.realtime)
+    report = evaluate_session(args.session, run_options(args))
     # What `xrseg eval` adds to the report before it prints it (xrseg/commands/eval.py).
     stale = int(report["drops"].get("stale_keyframe", 0))
     report["realtime"] = bool(args.realtime)
@@ -90,6 +91,7 @@ def _evaluate(args: argparse.Namespace, out_dir: Path) -> TaskFigures:
 
 def _replay(task: BatchTask, args: argparse.Namespace, out_dir: Path) -> TaskFigures:
     from xrseg.app import replay_session
+    from xrseg.commands.pipeline_args import run_options
     from xrseg.session.reader import Session
 
     if task is BatchTask.EXPORT_MESH and getattr(args, "no_mesh", False):
@@ -99,7 +101,7 @@ def _replay(task: BatchTask, args: argparse.Namespace, out_dir: Path) -> TaskFig
         log.warning("%s: %s", args.session, warning)
     if task is BatchTask.EXPORT_MESH and session.frame_count > 0 and not session.header.has_depth:
         raise SessionError(f"{args.session} has no depth images: meshes need depth (docs/lifting.md)")
-    result = replay_session(session, args, realtime=bool(getattr(args, "realtime", False)))
+    result = replay_session(session, run_options(args))
     return TaskFigures(selections=result.stats.selections, meshes=meshes_written(out_dir))
 
 

@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from xrseg.app import add_pipeline_arguments, check_out_dir
+from xrseg.app import check_out_dir
+from xrseg.commands.pipeline_args import add_pipeline_arguments, run_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +35,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from xrseg.tools.evaluate import evaluate_session
 
     check_out_dir(args.out)
-    report = evaluate_session(args.session, args, realtime=args.realtime)
+    report = evaluate_session(args.session, run_options(args))
     stale = int(report["drops"].get("stale_keyframe", 0))
     report["realtime"] = bool(args.realtime)
     report["stale_drops"] = {"count": stale, "share_of_fixations": stale / max(1, int(report["fixations"]))}

@@ -6,7 +6,8 @@ import argparse
 import enum
 from pathlib import Path
 
-from xrseg.app import add_pipeline_arguments, check_out_dir, replay_session
+from xrseg.app import check_out_dir, replay_session
+from xrseg.commands.pipeline_args import add_pipeline_arguments, run_options
 from xrseg.session.reader import Session
 
 
@@ -48,7 +49,7 @@ def run_export_annotations(args: argparse.Namespace) -> int:
     session = Session.open(args.session)
     for warning in session.warnings:
         print(f"xrseg: warning: {warning}")
-    result = replay_session(session, args)
+    result = replay_session(session, run_options(args))
     files = write_annotations(Path(args.out), session)
     objects = len(result.summary.get("objects", []))
     print(

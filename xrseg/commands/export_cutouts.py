@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from xrseg.app import add_pipeline_arguments, check_out_dir, replay_session
+from xrseg.app import check_out_dir, replay_session
+from xrseg.commands.pipeline_args import add_pipeline_arguments, run_options
 from xrseg.session.reader import Session
 
 
@@ -29,7 +30,7 @@ def run_export_cutouts(args: argparse.Namespace) -> int:
     session = Session.open(args.session)
     for warning in session.warnings:
         print(f"xrseg: warning: {warning}")
-    replay_session(session, args)
+    replay_session(session, run_options(args))
     written = sorted((Path(args.out) / "cutouts").glob("*.png"))
     print(f"{len(written)} cutout(s) written to {Path(args.out) / 'cutouts'}")
     return 0 if written else 1

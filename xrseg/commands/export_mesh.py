@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from xrseg.app import add_pipeline_arguments, check_out_dir, replay_session
+from xrseg.app import check_out_dir, replay_session
+from xrseg.commands.pipeline_args import add_pipeline_arguments, run_options
 from xrseg.errors import SessionError
 from xrseg.session.reader import Session
 
@@ -36,7 +37,7 @@ def run_export_mesh(args: argparse.Namespace) -> int:
         print(f"xrseg: warning: {warning}")
     if session.frame_count > 0 and not session.header.has_depth:  # no frames at all: replay_session says so
         raise SessionError(f"{args.session} has no depth images: meshes need depth (docs/lifting.md)")
-    result = replay_session(session, args)
+    result = replay_session(session, run_options(args))
     objects = result.summary.get("objects", [])
     written = 0
     for entry in objects:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from xrseg.app import add_pipeline_arguments, check_out_dir, describe, replay_session
+from xrseg.app import check_out_dir, describe, replay_session
+from xrseg.commands.pipeline_args import add_pipeline_arguments, run_options
 from xrseg.errors import SessionError
 from xrseg.session.reader import Session
 
@@ -50,7 +51,7 @@ def run_replay(args: argparse.Namespace) -> int:
     session = Session.open(args.session)
     for warning in session.warnings:
         print(f"xrseg: warning: {warning}")
-    print(describe(replay_session(session, args, realtime=args.realtime, speed=args.speed)))
+    print(describe(replay_session(session, run_options(args), speed=args.speed)))
     if not session.header.has_depth and not args.no_mesh:
         print(
             "xrseg: no meshes: the session has no depth "

@@ -6,7 +6,8 @@ import argparse
 import logging
 from typing import Any
 
-from xrseg.app import add_pipeline_arguments, check_out_dir, describe, run_pipeline
+from xrseg.app import check_out_dir, describe, run_pipeline
+from xrseg.commands.pipeline_args import add_pipeline_arguments, run_options
 from xrseg.errors import InputError
 from xrseg.sinks.base import Sink
 from xrseg.sources.live import LiveSource, open_live_source
@@ -41,8 +42,9 @@ def _run(args: argparse.Namespace) -> int:
     # Checks the OpenXR runtime first, then the calibration, then the camera (one-line errors, exit 2).
     source = open_live_source(args.calibration, _camera_source(args.camera), duration_s=args.duration)
     with source, source.stop_on_signals():  # Ctrl-C and SIGTERM end the run cleanly, with its summary
+        options = run_options(args, realtime=True)
         result = run_pipeline(
-            source, source.camera, source.head_from_camera, args, realtime=True, extra_sinks=[_LiveSummary(source)]
+            source, source.camera, source.head_from_camera, options, extra_sinks=[_LiveSummary(source)]
         )
     print(f"{describe(result)}; {result.summary['stopped']}")
     return 0

@@ -38,9 +38,10 @@ from xrseg.select.keyframes import GazeView, KeyframeRefusal, choose_keyframe
 from xrseg.select.prompter import Prompter, PromptMiss, evenly_spaced
 from xrseg.select.recalibration import GazeBias, selection_offset_rad
 from xrseg.select.selector import Selector
+from xrseg.select.sink_events import SinkEvents
 from xrseg.select.speculation import Made, Speculator
 from xrseg.select.triggers import Trigger
-from xrseg.sinks.base import Drop, PipelineStats, Sink
+from xrseg.sinks.base import Drop, PipelineStats, Sink, finish_and_close
 from xrseg.sources.base import Source, SourceItem
 from xrseg.sync.poses import PoseHistory
 from xrseg.types import (
@@ -102,6 +103,7 @@ class Pipeline:
         self._history_ns = history_ns
         self.poses = PoseHistory(history_ns, self.head_from_camera)
         """The run's head-pose track (sinks and keyframe choice ask it too)."""
+        self._events = SinkEvents(camera, self.poses, opts.fallback_depth_m)
         mode = EncodeMode.BACKGROUND if opts.realtime else EncodeMode.ON_DEMAND
         if embeddings is not None and embeddings.mode is not mode:
             raise InputError(
@@ -175,8 +177,7 @@ class Pipeline:
                 self.embeddings.close()
             finally:
                 self._sync_encoder_stats()
-                for sink in self.sinks:
-                    sink.close()
+                finish_and_close(self.sinks)
 
     def _sync_encoder_stats(self) -> None:
         encoder = self.embeddings.stats
@@ -193,9 +194,9 @@ class Pipeline:
             self.embeddings.submit(frame)
             self._new_keyframes()
         self._sync_encoder_stats()  # live, for heads-up displays
-        world_from_camera = self.poses.world_from_camera_at(frame.timestamp_ns)
+        event = self._events.frame(frame)
         for sink in self.sinks:
-            sink.on_frame(frame, world_from_camera)
+            sink.on_frame(event)
         self._retry_pending(final=False, now_ns=frame.timestamp_ns)
 
     def _frame_at(self, timestamp_ns: int) -> Frame | None:
@@ -211,9 +212,9 @@ class Pipeline:
             if keyframe.frame.index in self._keyframes_seen:
                 continue
             self._keyframes_seen.add(keyframe.frame.index)
-            world_from_camera = self.poses.world_from_camera_at(keyframe.frame.timestamp_ns)
+            event = self._events.keyframe(keyframe)
             for sink in self.sinks:
-                sink.on_keyframe(keyframe, world_from_camera)
+                sink.on_keyframe(event)
         if len(self._keyframes_seen) > 64:
             cached = {k.frame.index for k in self.embeddings.keyframes()}
             self._keyframes_seen &= cached
@@ -241,9 +242,11 @@ class Pipeline:
 
     def _on_gaze(self, sample: GazeSample) -> None:
         self.stats.gaze_samples += 1
-        step = self._gaze.push(sample, self.poses.world_from_head_at(sample.timestamp_ns))
+        world_from_head = self.poses.world_from_head_at(sample.timestamp_ns)
+        step = self._gaze.push(sample, world_from_head)
+        event = self._events.gaze(sample, step.filtered, world_from_head)
         for sink in self.sinks:
-            sink.on_gaze(sample, step.filtered)
+            sink.on_gaze(event)
         for fixation in step.fixations:
             self._fixation_done(fixation)
         if step.trigger is not None:
@@ -253,8 +256,9 @@ class Pipeline:
 
     def _fixation_done(self, fixation: Fixation) -> None:
         self.stats.fixations += 1
+        event = self._events.fixation(fixation)
         for sink in self.sinks:
-            sink.on_fixation(fixation)
+            sink.on_fixation(event)
 
     def _on_event(self, event: InputEvent) -> None:
         self.stats.events += 1
@@ -410,16 +414,12 @@ class Pipeline:
         self._last = latest
         selection, frame = latest.selection, latest.frame
         log.info(
-            "selection %d on frame %d: %d px, score %.2f, gaze (%.0f, %.0f) via %s",
-            selection.selection_id,
-            frame.index,
-            selection.area_px,
-            selection.score,
-            *selection.gaze_xy,
-            selection.depth_source.value,
-        )
+            "selection %d on frame %d: %d px, score %.2f, gaze (%.0f, %.0f) via %s", selection.selection_id,
+            frame.index, selection.area_px, selection.score, *selection.gaze_xy, selection.depth_source.value,
+        )  # fmt: skip
+        event = self._events.selection(selection, frame, latest.world_from_camera)
         for sink in self.sinks:
-            sink.on_selection(selection, frame, latest.world_from_camera)
+            sink.on_selection(event)
 
     def _reject(self, timestamp_ns: int) -> None:
         """The user rejected the latest selection: its point becomes a negative prompt, and the next plausible

@@ -1,15 +1,46 @@
-"""The one interface between the pipeline and what consumes it: :class:`Sink`, and the records it receives
-beside the shared ones of :mod:`xrseg.types` (a dropped trigger, the run's counters, a selection's timing)."""
+"""The one interface between the pipeline and what consumes it: :class:`Sink`, and the typed events it receives.
+
+Each event carries what the pipeline already knows, so no sink recomputes another stage's work: a frame with
+its camera pose and the newest gaze projected into it (:class:`FrameEvent`), each gaze sample with the head pose
+at its time (:class:`GazeEvent`), each fixation with its head pose (:class:`FixationEvent`), and each selection
+with its keyframe, pose and lifted points (:class:`SelectionEvent`: lifted once, by whichever sink asks first).
+Besides them: a dropped trigger, an exported mesh, the run's counters, a selection's timing.
+
+Sinks do not depend on each other's order: the pipeline calls :meth:`Sink.finish` on every sink (queued work
+done, meshes exported) before it calls any sink's :meth:`Sink.close`.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from xrseg.sam.embeddings import Keyframe
-from xrseg.types import Fixation, Frame, GazeSample, Selection, Transform
+from xrseg.types import CameraModel, Fixation, Frame, GazeSample, Selection, Transform
 
-__all__ = ["Drop", "PipelineStats", "Sink", "Timing"]
+if TYPE_CHECKING:
+    from xrseg.lift.pointcloud import LiftResult
+    from xrseg.select.projection import GazeProjection
+
+__all__ = [
+    "Drop",
+    "FixationEvent",
+    "FrameEvent",
+    "GazeEvent",
+    "GazeOnFrame",
+    "KeyframeEvent",
+    "LiftOnce",
+    "MeshEvent",
+    "PipelineStats",
+    "SelectionEvent",
+    "Sink",
+    "Timing",
+    "finish_and_close",
+]
 
 
 @dataclass(frozen=True)
@@ -38,25 +69,132 @@ class Drop:
     fixation: Fixation | None = None
 
 
+@dataclass(frozen=True)
+class GazeOnFrame:
+    """A gaze sample projected into a frame: the raw ``sample``, ``world_from_head`` (4x4 float64) at its time
+    and its ``projection`` (pixel, 3D point, distance and where the distance came from, or why it missed;
+    :class:`~xrseg.select.projection.GazeProjection`), ray-marched through the frame's depth, then vergence,
+    then the pipeline's ``fallback_depth_m``."""
+
+    sample: GazeSample
+    world_from_head: Transform
+    projection: GazeProjection
+
+
+@dataclass(frozen=True)
+class FrameEvent:
+    """A frame as it arrives. ``world_from_camera`` and ``world_from_head``: 4x4 float64 camera and head poses
+    at its time, None while no head pose is known. ``gaze``: the newest usable gaze sample so far projected into
+    this frame, None without one (or without a pose); how old that sample is, ``frame.timestamp_ns -
+    gaze.sample.timestamp_ns``, is for the sink to judge."""
+
+    frame: Frame
+    world_from_camera: Transform | None
+    world_from_head: Transform | None = None
+    gaze: GazeOnFrame | None = None
+
+
+@dataclass(frozen=True)
+class KeyframeEvent:
+    """A frame the background encoder finished (asynchronous mode only), with its camera pose (4x4 float64, or
+    None) at its time."""
+
+    keyframe: Keyframe
+    world_from_camera: Transform | None
+
+
+@dataclass(frozen=True)
+class GazeEvent:
+    """A gaze sample, raw and One-Euro ``filtered``, with ``world_from_head`` (4x4 float64) from the run's
+    head-pose track at the sample's time (None: no head pose near it). Where it lands on a frame comes with
+    that frame (:attr:`FrameEvent.gaze`)."""
+
+    sample: GazeSample
+    filtered: GazeSample
+    world_from_head: Transform | None
+
+
+@dataclass(frozen=True)
+class FixationEvent:
+    """A completed fixation, with ``world_from_head`` (4x4 float64, or None) at its centre time and its mean ray
+    projected into the newest frame (``projection``: pixel, 3D point looked at, distance; None without a frame
+    or a pose)."""
+
+    fixation: Fixation
+    world_from_head: Transform | None
+    projection: GazeProjection | None = None
+
+
+class LiftOnce:
+    """A selection's mask lifted to coloured world points (:func:`xrseg.lift.pointcloud.lift_mask`, flying
+    pixels and outliers removed): computed by whichever sink asks first, on its thread, once per selection."""
+
+    def __init__(
+        self, selection: Selection, keyframe: Frame, camera: CameraModel, world_from_camera: Transform
+    ) -> None:
+        self._inputs = (selection.mask, keyframe, camera, world_from_camera)
+        self._lock = threading.Lock()
+        self._result: LiftResult | None = None
+
+    def get(self) -> LiftResult | None:
+        """The lifted points (Nx3 float64 ``points_world_m``, Nx3 float32 ``colors`` 0..1), None when the
+        keyframe has no depth; an empty result says why in ``reason``."""
+        mask, keyframe, camera, world_from_camera = self._inputs
+        if keyframe.depth_m is None:
+            return None
+        with self._lock:
+            if self._result is None:
+                from xrseg.lift.pointcloud import OutlierRemoval, lift_mask
+
+                self._result = lift_mask(
+                    mask, keyframe.depth_m, keyframe.rgb, camera, world_from_camera, outliers=OutlierRemoval()
+                )
+            return self._result
+
+
+@dataclass(frozen=True)
+class SelectionEvent:
+    """A new or changed selection on ``keyframe``, taken at ``world_from_camera`` (4x4 float64). Its lifted
+    points: :meth:`lifted`."""
+
+    selection: Selection
+    keyframe: Frame
+    world_from_camera: Transform
+    points: LiftOnce
+
+    def lifted(self) -> LiftResult | None:
+        """The selection lifted to world points, once for all sinks (see :class:`LiftOnce`)."""
+        return self.points.get()
+
+
+@dataclass(frozen=True)
+class MeshEvent:
+    """An object's mesh, written (again): ``files`` format ("glb", "obj", "ply") -> path of the file."""
+
+    object_id: int
+    selection_ids: tuple[int, ...]
+    files: dict[str, Path]
+
+
 class Sink:
-    """Receives what the pipeline does. Override what you need; every method defaults to doing nothing."""
+    """Receives what the pipeline does. Override what you need; every method defaults to doing nothing.
 
-    def on_frame(self, frame: Frame, world_from_camera: Transform | None) -> None:
-        """Every frame, as it arrives, with the camera pose at its time when the head pose is known."""
+    Callbacks come on the pipeline thread, except :meth:`on_mesh` (see there)."""
 
-    def on_keyframe(self, keyframe: Keyframe, world_from_camera: Transform | None) -> None:
-        """A frame the background encoder finished (asynchronous mode only), with the camera pose at its time.
+    def on_frame(self, event: FrameEvent) -> None:
+        """Every frame, as it arrives."""
 
-        Called on the pipeline thread, at the next frame after the encode finished."""
+    def on_keyframe(self, event: KeyframeEvent) -> None:
+        """A frame the background encoder finished, told at the next frame after the encode finished."""
 
-    def on_gaze(self, sample: GazeSample, filtered: GazeSample) -> None:
-        """Every gaze sample, raw and One-Euro filtered."""
+    def on_gaze(self, event: GazeEvent) -> None:
+        """Every gaze sample."""
 
-    def on_fixation(self, fixation: Fixation) -> None:
+    def on_fixation(self, event: FixationEvent) -> None:
         """Every completed fixation."""
 
-    def on_selection(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
-        """A new or changed selection on ``keyframe`` (taken at ``world_from_camera``)."""
+    def on_selection(self, event: SelectionEvent) -> None:
+        """A new or changed selection."""
 
     def on_reject(self, selection: Selection) -> None:
         """The user rejected ``selection``."""
@@ -64,8 +202,19 @@ class Sink:
     def on_drop(self, drop: Drop) -> None:
         """A trigger that gave no selection."""
 
+    def on_mesh(self, event: MeshEvent) -> None:
+        """An object's mesh was written, told by the mesh sink that wrote it (:class:`~xrseg.sinks.mesh.MeshSink`
+        ``listeners``), possibly from its worker thread: keep it short and thread-safe."""
+
+    def finish(self) -> None:
+        """The stream ended: finish queued work. Called on every sink before any sink's :meth:`close`."""
+
     def close(self) -> None:
-        """The stream ended."""
+        """The run is over: release what the sink holds."""
+
+    def summary(self) -> dict[str, Any]:
+        """What this sink adds to the run's ``summary.json`` (read after :meth:`close`)."""
+        return {}
 
 
 @dataclass
@@ -95,3 +244,14 @@ class PipelineStats:
     drops: Counter[str] = field(default_factory=Counter)
     timings: list[Timing] = field(default_factory=list)
     encode_ms: list[float] = field(default_factory=list)
+
+
+def finish_and_close(sinks: Sequence[Sink]) -> None:
+    """:meth:`Sink.finish` every sink in turn, then :meth:`Sink.close` every one (also after a failed finish, whose
+    error is raised after the closes)."""
+    try:
+        for sink in sinks:
+            sink.finish()
+    finally:
+        for sink in sinks:
+            sink.close()

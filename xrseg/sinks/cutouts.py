@@ -15,19 +15,17 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from xrseg.config import FEATHER_PX
 from xrseg.errors import InputError
 from xrseg.fileio import write_bytes_atomic
-from xrseg.sinks.base import Sink
-from xrseg.types import Frame, Selection, Transform, mask_bbox_xyxy
+from xrseg.sinks.base import SelectionEvent, Sink
+from xrseg.types import Selection, mask_bbox_xyxy
 
-__all__ = ["DEFAULT_FEATHER_PX", "CutoutWriter", "cutout_rgba"]
-
-DEFAULT_FEATHER_PX = 0.0
-"""No feathering: the alpha is the mask."""
+__all__ = ["CutoutWriter", "cutout_rgba"]
 
 
 def cutout_rgba(
-    rgb: npt.NDArray[np.uint8], mask: npt.NDArray[np.bool_], feather_px: float = DEFAULT_FEATHER_PX
+    rgb: npt.NDArray[np.uint8], mask: npt.NDArray[np.bool_], feather_px: float = FEATHER_PX
 ) -> tuple[npt.NDArray[np.uint8], tuple[int, int, int, int]] | None:
     """The hxwx4 uint8 RGBA cutout of HxWx3 uint8 ``rgb`` under HxW bool ``mask`` and its box (x0, y0, x1, y1),
     inclusive-exclusive pixels of the image; None for an empty mask. ``feather_px`` 0: alpha is the mask (255 or
@@ -52,7 +50,7 @@ def cutout_rgba(
 class CutoutWriter(Sink):
     """Writes ``out_dir/cutouts/NNNN.png`` for each selection (see the module docstring)."""
 
-    def __init__(self, out_dir: Path, feather_px: float = DEFAULT_FEATHER_PX) -> None:
+    def __init__(self, out_dir: Path, feather_px: float = FEATHER_PX) -> None:
         cutout_rgba(np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.bool_), feather_px)  # validates
         self.folder = Path(out_dir) / "cutouts"
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -61,8 +59,9 @@ class CutoutWriter(Sink):
     def path(self, selection_id: int) -> Path:
         return self.folder / f"{selection_id:04d}.png"
 
-    def on_selection(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
-        cut = cutout_rgba(keyframe.rgb, selection.mask, self.feather_px)
+    def on_selection(self, event: SelectionEvent) -> None:
+        selection = event.selection
+        cut = cutout_rgba(event.keyframe.rgb, selection.mask, self.feather_px)
         if cut is None:
             return
         ok, png = cv2.imencode(".png", cv2.cvtColor(cut[0], cv2.COLOR_RGBA2BGRA))

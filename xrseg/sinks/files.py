@@ -22,8 +22,8 @@ import numpy as np
 
 from xrseg.errors import InputError
 from xrseg.fileio import write_bytes_atomic, write_json_atomic
-from xrseg.sinks.base import PipelineStats, Sink
-from xrseg.types import Fixation, Frame, Selection, Transform
+from xrseg.sinks.base import PipelineStats, SelectionEvent, Sink
+from xrseg.types import Fixation, Selection
 
 if TYPE_CHECKING:  # the options are only recorded, never used here
     from xrseg.config import PipelineOptions
@@ -110,7 +110,8 @@ class SelectionWriter(Sink):
         self.selections_dir.mkdir(parents=True, exist_ok=True)
         self.written: dict[int, dict[str, Any]] = {}
 
-    def on_selection(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
+    def on_selection(self, event: SelectionEvent) -> None:
+        selection = event.selection
         stem = f"{selection.selection_id:04d}"
         ok, png = cv2.imencode(".png", selection.mask.astype(np.uint8) * 255)
         if not ok:

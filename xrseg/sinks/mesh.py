@@ -21,12 +21,15 @@ frame (encoded on the worker's thread, serialised with the pipeline's own encode
 meshes on every machine; the queue waits rather than drops); in asynchronous mode (live, ``--realtime``) the
 object is followed into the keyframes the background encoder finishes anyway (:meth:`MeshSink.on_keyframe`)
 and nothing is encoded for following: when the worker falls behind, the oldest queued keyframe is dropped
-and counted (:attr:`MeshSink.dropped`).
+and counted (:attr:`MeshSink.dropped`). The selection's points are the ones its event carries
+(:meth:`~xrseg.sinks.base.SelectionEvent.lifted`: lifted once for every sink). Each mesh written is told to the
+``listeners`` (:meth:`~xrseg.sinks.base.Sink.on_mesh`, from the worker thread or from :meth:`MeshSink.finish`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,17 +39,18 @@ import numpy as np
 import numpy.typing as npt
 
 from xrseg import __version__
+from xrseg.config import FOLLOW_FRAMES
 from xrseg.errors import InputError
 from xrseg.fileio import write_bytes_atomic
+from xrseg.lift.bordercut import BorderCut
 from xrseg.lift.export import export_mesh
 from xrseg.lift.follow import ObjectFollower
 from xrseg.lift.fusion import ObjectFusion
 from xrseg.lift.objects import ObjectRegistry
-from xrseg.lift.pointcloud import OutlierRemoval, lift_mask
 from xrseg.lift.views import CroppedMask, MaskedView, fuse_views
-from xrseg.sam.embeddings import EmbeddingService, EncodeMode, Keyframe
+from xrseg.sam.embeddings import EmbeddingService, EncodeMode
 from xrseg.sam.records import Decoder, ImageEmbedding
-from xrseg.sinks.base import Sink
+from xrseg.sinks.base import FrameEvent, KeyframeEvent, MeshEvent, SelectionEvent, Sink
 from xrseg.sinks.worker import Worker
 from xrseg.types import CameraModel, Frame, Selection, Transform
 
@@ -129,11 +133,12 @@ class MeshSink(Sink):
         camera: CameraModel,
         decoder: Decoder,
         embeddings: EmbeddingService | None,
-        follow_frames: int = 6,
+        follow_frames: int = FOLLOW_FRAMES,
         session_path: Path | None = None,
         voxel_size_m: float = 0.004,
         queue_size: int = 8,
         track: bool = False,
+        listeners: Sequence[Sink] = (),
     ) -> None:
         self.out_dir = Path(out_dir)
         self.camera = camera
@@ -149,30 +154,38 @@ class MeshSink(Sink):
         self.tracks: dict[int, _Track] = {}
         self.results: dict[int, ObjectResult] = {}
         self.tracked_frames: dict[int, tuple[int, ...]] = {}
-        """With ``track``: object id -> the frames its mask was written for (``tracks/``), after :meth:`close`."""
+        """With ``track``: object id -> the frames its mask was written for (``tracks/``), after :meth:`finish`."""
+        self._finished = False
+        self.listeners = list(listeners)
+        """Sinks told of every mesh written (:meth:`~xrseg.sinks.base.Sink.on_mesh`)."""
 
     @property
     def dropped(self) -> int:
         """Frames (or keyframes) not followed because the worker was behind (asynchronous mode only)."""
         return self._worker.dropped
 
-    def on_selection(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
-        self._worker.put(lambda: self._start(selection, keyframe, world_from_camera), droppable=False)
+    def on_selection(self, event: SelectionEvent) -> None:
+        self._worker.put(lambda: self._start(event), droppable=False)
 
     def on_reject(self, selection: Selection) -> None:
         self._worker.put(lambda: self._discard(selection.selection_id), droppable=False)
 
-    def on_frame(self, frame: Frame, world_from_camera: Transform | None) -> None:
+    def on_frame(self, event: FrameEvent) -> None:
         if self.embeddings is not None and self.embeddings.mode is EncodeMode.ON_DEMAND:
-            self._worker.put(lambda: self._follow_frame(frame, world_from_camera), droppable=True)
+            self._worker.put(lambda: self._follow_frame(event.frame, event.world_from_camera), droppable=True)
 
-    def on_keyframe(self, keyframe: Keyframe, world_from_camera: Transform | None) -> None:
+    def on_keyframe(self, event: KeyframeEvent) -> None:
+        keyframe = event.keyframe
         self._worker.put(
-            lambda: self._follow(keyframe.frame, keyframe.embedding, world_from_camera), droppable=True
+            lambda: self._follow(keyframe.frame, keyframe.embedding, event.world_from_camera), droppable=True
         )
 
-    def close(self) -> None:
-        """Finish the queued work, then export every object still followed (raises the worker's failure)."""
+    def finish(self) -> None:
+        """Finish the queued work, then export every object still followed (raises the worker's failure).
+        Once: a later call, or :meth:`close`, does nothing more."""
+        if self._finished:
+            return
+        self._finished = True
         try:
             self._worker.close()
         finally:
@@ -184,14 +197,18 @@ class MeshSink(Sink):
                 if self.track:
                     self._write_track(object_id)
 
+    def close(self) -> None:
+        """:meth:`finish`, if the pipeline has not already."""
+        self.finish()
+
     def object_of(self, selection_id: int) -> int | None:
-        """The object id of a selection (None when it was rejected or never seen). Read after :meth:`close`."""
+        """The object id of a selection (None when it was rejected or never seen). Read after :meth:`finish`."""
         return self.objects.object_of(selection_id)
 
     def track_masks(self, object_id: int) -> dict[int, npt.NDArray[np.bool_]]:
         """Frame index -> HxW bool mask of ``object_id`` on every frame it was followed into (with ``track``),
         its selections' keyframes included; where several selections found it, the best agreeing mask. Read
-        after :meth:`close`."""
+        after :meth:`finish`."""
         best: dict[int, tuple[CroppedMask, float]] = {}
         for track in self.tracks.values():
             if track.object_id != object_id:
@@ -203,7 +220,8 @@ class MeshSink(Sink):
 
     # -- on the worker thread ------------------------------------------------------------------------------
 
-    def _start(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
+    def _start(self, event: SelectionEvent) -> None:
+        selection, keyframe, world_from_camera = event.selection, event.keyframe, event.world_from_camera
         self._discard(selection.selection_id)
         track = _Track(selection, 0, None, None, last_frame_index=keyframe.index)
         track.masks[keyframe.index] = (CroppedMask.of(selection.mask), 2.0)  # the selection itself ranks first
@@ -212,20 +230,15 @@ class MeshSink(Sink):
             track.object_id = self.objects.assign(selection.selection_id, None, selection.mask)
             self._stop(track, "the session has no depth")
             return
-        lifted = lift_mask(
-            selection.mask,
-            keyframe.depth_m,
-            keyframe.rgb,
-            self.camera,
-            world_from_camera,
-            outliers=OutlierRemoval(),
-        )
+        lifted = event.lifted()
+        assert lifted is not None  # the keyframe has depth
         track.object_id = self.objects.assign(selection.selection_id, lifted.points_world_m, selection.mask)
         if lifted.is_empty:
             self._stop(track, lifted.reason or "no points")
             return
         track.fusion = ObjectFusion(voxel_size_m=self.voxel_size_m)
-        track.follower = ObjectFollower(lifted.points_world_m)
+        cut = BorderCut.of(selection.mask, lifted.pixels_xy, lifted.points_world_m, world_from_camera)
+        track.follower = ObjectFollower(lifted.points_world_m, cut=cut)
         track.extent = _Extent.of(lifted.points_world_m)
         self._integrate(track, selection.mask, keyframe, world_from_camera)
         if self.follow_frames == 0 and not self.track:
@@ -337,6 +350,8 @@ class MeshSink(Sink):
         else:
             written = export_mesh(mesh, self.out_dir / "meshes", f"object_{object_id:04d}", self._metadata(tracks))
             files = {fmt: str(path.relative_to(self.out_dir)) for fmt, path in written.items()}
+            for listener in self.listeners:
+                listener.on_mesh(MeshEvent(object_id, tuple(t.selection.selection_id for t in tracks), written))
         self.results[object_id] = ObjectResult(
             object_id=object_id,
             selection_ids=tuple(t.selection.selection_id for t in tracks),

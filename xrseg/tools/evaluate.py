@@ -27,7 +27,6 @@ export), then each selection is scored against the session's ground truth:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import logging
@@ -38,7 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from xrseg.app import RunResult, pipeline_options, run_pipeline
+from xrseg.app import RunResult, run_pipeline
+from xrseg.config import RunOptions
 from xrseg.errors import SessionError
 from xrseg.geometry import PoseTrack, angle_between_deg, invert_transform, project_points, transform_points
 from xrseg.masks import mask_iou
@@ -46,11 +46,11 @@ from xrseg.scratch import scratch_dir
 from xrseg.select.prompter import Prompt, Prompter, evenly_spaced
 from xrseg.session.format import FixationTarget
 from xrseg.session.reader import Session
-from xrseg.sinks.base import Sink
+from xrseg.sinks.base import FixationEvent, SelectionEvent, Sink
 from xrseg.sinks.runstate import RunSummary, open_run
 from xrseg.sources.replay import ReplaySource
 from xrseg.tools.scoring import best_target, clicked_targets, fixation_recall, picked_object
-from xrseg.types import CameraModel, Fixation, Frame, InputEvent, Selection, Transform
+from xrseg.types import CameraModel, Fixation, InputEvent, Selection, Transform
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,11 @@ class _Collector(Sink):
         self.rejected: set[int] = set()
         self.fixations: list[Fixation] = []
 
-    def on_fixation(self, fixation: Fixation) -> None:
-        self.fixations.append(fixation)
+    def on_fixation(self, event: FixationEvent) -> None:
+        self.fixations.append(event.fixation)
 
-    def on_selection(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
-        self.selections[selection.selection_id] = (selection, world_from_camera)
+    def on_selection(self, event: SelectionEvent) -> None:
+        self.selections[event.selection.selection_id] = (event.selection, event.world_from_camera)
 
     def on_reject(self, selection: Selection) -> None:
         self.rejected.add(selection.selection_id)
@@ -265,34 +265,33 @@ def _seen_scores(mesh: Any, visible: list[np.ndarray]) -> dict[str, float]:
     }
 
 
-def evaluate_session(path: Path, args: argparse.Namespace, realtime: bool = False) -> dict[str, Any]:
-    """Replay ``path`` and score it (see the module docstring); returns a JSON-ready report. ``args`` (the
-    pipeline options of the command line) is not changed.
+def evaluate_session(path: Path, options: RunOptions) -> dict[str, Any]:
+    """Replay ``path`` with ``options`` and score it (see the module docstring); returns a JSON-ready report.
+    Without ``options.outputs.out_dir`` the run writes into a temporary folder that goes with it.
 
-    ``realtime``: the live path instead of the deterministic replay: items paced at wall-clock speed and
-    keyframes encoded by the background encoder at this machine's real speed (results vary run to run)."""
+    ``options.pipeline.realtime``: the live path instead of the deterministic replay: items paced at wall-clock
+    speed and keyframes encoded by the background encoder at this machine's real speed (results vary run to
+    run)."""
     session = Session.open(path)
     if not session.has_ground_truth or not session.fixation_targets():
         raise SessionError(f"{path} has no ground truth (instance ids and fixation targets) to evaluate against")
     collector = _Collector()
-    with _eval_folder(args) as (out_dir, run):
-        run_args = argparse.Namespace(**vars(args))
-        run_args.out = out_dir
+    with _eval_folder(options) as (out_dir, run):
+        run_options = dataclasses.replace(options, outputs=dataclasses.replace(options.outputs, out_dir=out_dir))
         result: RunResult = run_pipeline(
-            ReplaySource(session, realtime=realtime),
+            ReplaySource(session, realtime=options.pipeline.realtime),
             session.header.camera,
             session.header.head_from_camera,
-            run_args,
-            realtime=realtime,
+            run_options,
             session_path=Path(path),
             extra_sinks=[collector],
             run=run,
         )
-        options = pipeline_options(run_args, realtime=False)
-        scorer = _Scorer(session, options.fallback_depth_m, options.max_prompt_samples)
+        pipeline = options.pipeline
+        scorer = _Scorer(session, pipeline.fallback_depth_m, pipeline.max_prompt_samples)
         scores = [scorer.score(selection, pose) for _, (selection, pose) in sorted(collector.selections.items())]
         by_id = {s.selection_id: s for s in scores}
-        meshes = _mesh_scores(session, scorer, result.summary.get("objects", []), run_args.out, by_id)
+        meshes = _mesh_scores(session, scorer, result.summary.get("objects", []), out_dir, by_id)
     report = {"session": str(path), "targets": len(scorer.targets)}
     report |= _click_scores(scorer.targets, session.events(), scores, collector.fixations)
     report |= _gaze_errors(scores)
@@ -309,12 +308,16 @@ def evaluate_session(path: Path, args: argparse.Namespace, realtime: bool = Fals
 
 
 @contextlib.contextmanager
-def _eval_folder(args: argparse.Namespace) -> Iterator[tuple[Path, RunSummary]]:
-    """Where the evaluated run writes: ``--out``, else a work folder in the system temp dir that goes with the
-    run (:func:`xrseg.scratch.scratch_dir`). Its summary.json says ``complete`` only once the run is scored."""
+def _eval_folder(options: RunOptions) -> Iterator[tuple[Path, RunSummary]]:
+    """Where the evaluated run writes: the output folder, else a work folder in the system temp dir that goes
+    with the run (:func:`xrseg.scratch.scratch_dir`). Its summary.json says ``complete`` only once the run is
+    scored."""
+    outputs = options.outputs
     with contextlib.ExitStack() as stack:
-        out_dir = args.out if args.out is not None else stack.enter_context(scratch_dir("xrseg-eval-"))
-        with open_run(out_dir, bool(getattr(args, "overwrite", False)), "eval") as run:
+        out_dir = (
+            outputs.out_dir if outputs.out_dir is not None else stack.enter_context(scratch_dir("xrseg-eval-"))
+        )
+        with open_run(out_dir, outputs.overwrite, "eval") as run:
             yield out_dir, run
 
 

@@ -77,13 +77,14 @@ def replay_once(session: Path, replay_args: Sequence[str]) -> int:
     """One ``xrseg replay`` into a temporary folder (removed afterwards); returns the number of selections."""
     from xrseg.app import replay_session
     from xrseg.cli import build_parser
+    from xrseg.commands.pipeline_args import run_options
     from xrseg.session.reader import Session
 
     out = Path(tempfile.mkdtemp(prefix="soak-"))
     try:
         argv = ["-q", "replay", str(session), "--out", str(out / "run"), *replay_args]
         args = build_parser().parse_args(argv)
-        result = replay_session(Session.open(args.session), args)
+        result = replay_session(Session.open(args.session), run_options(args))
         return int(result.stats.selections)
     finally:
         shutil.rmtree(out, ignore_errors=True)

@@ -8,7 +8,6 @@ table the docs quote is this module's output.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from xrseg.config import OutputOptions, RunOptions
 from xrseg.scratch import scratch_dir
 
 log = logging.getLogger(__name__)
@@ -53,14 +53,8 @@ class SuiteRow:
     gaze_to_mask_p50_ms: float | None
 
 
-def _eval_args(session: Path) -> argparse.Namespace:
-    from xrseg.app import add_pipeline_arguments
-
-    parser = argparse.ArgumentParser()
-    add_pipeline_arguments(parser)
-    args = parser.parse_args(["--no-mesh", "--no-video"])
-    args.quiet = True
-    return args
+_EVAL_OPTIONS = RunOptions(outputs=OutputOptions(meshes=False, video=False), command="eval", quiet=True)
+"""``xrseg eval SESSION --no-mesh --no-video -q``: the pipeline's defaults, no meshes, no video."""
 
 
 def evaluate_one(session_dir: Path, recipe: str, seed: int, level: ErrorLevel) -> SuiteRow:
@@ -70,7 +64,7 @@ def evaluate_one(session_dir: Path, recipe: str, seed: int, level: ErrorLevel) -
     from xrseg.tools.baseline import run_baseline
     from xrseg.tools.evaluate import evaluate_session
 
-    report = evaluate_session(session_dir, _eval_args(session_dir))
+    report = evaluate_session(session_dir, _EVAL_OPTIONS)
     picks = run_baseline(Session.open(session_dir), SamEngine.from_cache())
     clicks = int(report["clicks"])
     return SuiteRow(

@@ -18,19 +18,21 @@ Open it with ``rerun FILE.rrd``. Everything is on one timeline, ``time``, a dura
 ``world/keyframe/image``            the keyframe's pinhole and RGB; ``mask`` (SegmentationImage whose class id
                                     is the selection id), ``prompts`` (Points2D: green positive, red negative)
                                     and ``gaze`` (the gaze point the prompt came from)
-``world/objects/NNNN/points``       the selection lifted to a coloured point cloud (keyframe depth)
-``world/objects/NNNN/mesh``         its exported mesh (Asset3D of the GLB or OBJ) once the MeshSink wrote it
+``world/objects/NNNN/points``       the selection lifted to a coloured point cloud (keyframe depth; the points
+                                    the selection's event carries, lifted once for every sink)
+``world/objects/NNNN/mesh``         object NNNN's exported mesh (Asset3D of the GLB or OBJ) each time a mesh
+                                    sink that tells this sink (``MeshSink(listeners=...)``) writes it
 ``stats/encode_ms`` ...             scalars: ``encode_ms``, ``decode_ms``, ``prompt_ms``, ``gaze_to_mask_ms``
                                     (needs :attr:`RerunSink.stats`) and ``selection_score``
 ``log``                             text lines: selections, rejections, triggers that gave no selection
 ==================================  ===========================================================================
 
-Gaze in 3D. Sinks get no head poses, so each sample's head pose is interpolated between the head poses of
-the frames around it (``world_from_camera @ inv(head_from_camera)``; see
-:class:`~xrseg.sinks.viz.tracker.FramePoses`) and held after the newest frame. Its distance comes from
-ray-marching the newest frame's depth for the newest sample once per frame
-(:class:`~xrseg.select.projection.GazeProjector`, then vergence, then ``fallback_depth_m``); samples between
-frames reuse that distance. A rejected selection's ``world/objects/NNNN`` is cleared.
+Gaze in 3D. Each sample comes with the head pose at its time (:class:`~xrseg.sinks.base.GazeEvent`). Its
+distance is the one the pipeline found for the newest sample on the newest frame
+(:attr:`~xrseg.sinks.base.FrameEvent.gaze`: that frame's depth, then vergence, then the fallback distance);
+samples between frames reuse it (``fallback_depth_m`` before the first). A fixation's 3D point is the one
+the pipeline found for its mean ray on the newest frame (:attr:`~xrseg.sinks.base.FixationEvent.projection`).
+A rejected selection's ``world/objects/NNNN`` is cleared.
 
 The file is written to a hidden temporary name beside ``path`` and renamed when the stream ends.
 """
@@ -39,22 +41,27 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from xrseg.errors import InputError, XrsegError
 from xrseg.geometry import transform_directions, transform_points
-from xrseg.select.projection import GazeProjector
-from xrseg.sinks.base import Drop, PipelineStats, Sink
+from xrseg.sinks.base import (
+    Drop,
+    FixationEvent,
+    FrameEvent,
+    GazeEvent,
+    MeshEvent,
+    PipelineStats,
+    SelectionEvent,
+    Sink,
+)
 from xrseg.sinks.viz.overlay import NEGATIVE_RGB, POSITIVE_RGB, selection_colour
-from xrseg.sinks.viz.tracker import FramePoses
-from xrseg.types import CameraModel, Fixation, Frame, GazeRay, GazeSample, Selection, Transform, as_transform
-
-if TYPE_CHECKING:
-    from xrseg.sinks.mesh import MeshSink
+from xrseg.types import CameraModel, Selection, Transform
 
 log = logging.getLogger(__name__)
 
@@ -78,22 +85,19 @@ def _import_rerun() -> Any:
 class RerunSink(Sink):
     """Logs a run to the Rerun recording ``path`` (.rrd); see the module docstring for the entities.
 
-    ``camera`` and ``head_from_camera`` (4x4 float64) are the session's. ``mesh_sink``: the run's
-    :class:`~xrseg.sinks.mesh.MeshSink`, whose exported meshes are logged as they appear (put this sink after it
-    in the pipeline's sink list so its meshes are finished first). ``stats``: the pipeline's statistics for
-    the latency scalars (may be set later: ``sink.stats = pipeline.stats``). ``jpeg_quality`` compresses the
-    RGB frames (None: raw RGB, three times larger). ``fallback_depth_m`` is the gaze distance when neither
-    depth nor vergence gives one. Raises :class:`~xrseg.errors.XrsegError` when rerun-sdk is missing and
-    :class:`~xrseg.errors.InputError` when ``path`` is a directory.
+    ``camera`` is the session's. Meshes are logged as a mesh sink tells of them (:meth:`on_mesh`, at the next
+    frame or at :meth:`close`). ``stats``: the pipeline's statistics for the latency scalars.
+    ``jpeg_quality`` compresses the RGB frames (None: raw RGB, three times larger). ``fallback_depth_m`` is the
+    gaze distance before the pipeline found one on a frame. Raises
+    :class:`~xrseg.errors.XrsegError` when rerun-sdk is missing and :class:`~xrseg.errors.InputError` when
+    ``path`` is a directory.
     """
 
     def __init__(
         self,
         path: Path,
         camera: CameraModel,
-        head_from_camera: Transform,
         *,
-        mesh_sink: MeshSink | None = None,
         stats: PipelineStats | None = None,
         jpeg_quality: int | None = 90,
         fallback_depth_m: float = 1.0,
@@ -104,8 +108,6 @@ class RerunSink(Sink):
         if self.path.is_dir():
             raise InputError(f"--rerun {self.path} is a directory; give a file name such as run.rrd")
         self.camera = camera
-        self.head_from_camera = as_transform(head_from_camera, "head_from_camera")
-        self.mesh_sink = mesh_sink
         self.stats = stats
         self.jpeg_quality = jpeg_quality
         self.fallback_depth_m = fallback_depth_m
@@ -113,16 +115,14 @@ class RerunSink(Sink):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.rec = self.rr.RecordingStream(application_id)
         self.rec.save(str(self._tmp))
-        self._poses = FramePoses(self.head_from_camera)
-        self._projector: GazeProjector | None = None
         self._gaze_range_m = fallback_depth_m
-        self._last_gaze: GazeSample | None = None
         self._trajectory: list[npt.NDArray[np.float64]] = []
         self._trajectory_logged_ns: int | None = None
         self._now_ns = 0
         self._timings_logged = 0
         self._encodes_logged = 0
-        self._meshes_logged: set[int] = set()
+        self._meshes: deque[MeshEvent] = deque()
+        """Meshes told by a mesh sink (perhaps from its worker thread), logged on this one."""
         self._rejected: set[int] = set()
         self._annotations: dict[int, str] = {}
         self._closed = False
@@ -157,16 +157,16 @@ class RerunSink(Sink):
 
     # ------------------------------------------------------------------ sink
 
-    def on_frame(self, frame: Frame, world_from_camera: Transform | None) -> None:
+    def on_frame(self, event: FrameEvent) -> None:
         rr = self.rr
+        frame, world_from_camera, world_from_head = event.frame, event.world_from_camera, event.world_from_head
         self._at(frame.timestamp_ns)
         self.rec.log("world/camera/image", self._image(frame.rgb))
         if frame.depth_m is not None:
             depth_mm = np.nan_to_num(frame.depth_m, nan=0.0, posinf=0.0, neginf=0.0) * 1000.0
             depth_u16 = np.clip(np.rint(depth_mm), 0, 65535).astype(np.uint16)
             self.rec.log("world/camera/image/depth", rr.DepthImage(depth_u16, meter=1000.0))
-        if world_from_camera is not None:
-            world_from_head = self._poses.add(frame.timestamp_ns, world_from_camera)
+        if world_from_camera is not None and world_from_head is not None:
             self.rec.log("world/camera", self._transform(world_from_camera))
             self.rec.log("world/head", self._transform(world_from_head))
             self._trajectory.append(world_from_head[:3, 3].copy())
@@ -175,8 +175,7 @@ class RerunSink(Sink):
                 or frame.timestamp_ns - self._trajectory_logged_ns >= _TRAJECTORY_PERIOD_NS
             ):
                 self._log_trajectory(frame.timestamp_ns)
-            self._projector = GazeProjector(world_from_camera, self.camera, frame.depth_m, self.fallback_depth_m)
-            self._log_frame_gaze()
+            self._log_frame_gaze(event)
         self._log_new_stats()
         self._log_new_meshes()
 
@@ -185,15 +184,11 @@ class RerunSink(Sink):
             self.rec.log("world/head_trajectory", self.rr.LineStrips3D([np.stack(self._trajectory)]))
         self._trajectory_logged_ns = timestamp_ns
 
-    def _log_frame_gaze(self) -> None:
-        """Ray-march the newest gaze sample through the newest frame: the distance and the 2D gaze point."""
-        sample, projector = self._last_gaze, self._projector
-        if sample is None or projector is None:
+    def _log_frame_gaze(self, event: FrameEvent) -> None:
+        """The newest gaze sample on the frame, as the pipeline projected it: its distance and 2D point."""
+        if event.gaze is None:
             return
-        world_from_head = self._poses.at(sample.timestamp_ns)
-        if world_from_head is None:
-            return
-        hit = projector.project(sample.ray, world_from_head, sample.vergence_depth_m)
+        hit = event.gaze.projection
         if hit.range_m is not None:
             self._gaze_range_m = hit.range_m
         if hit.pixel_xy is not None:
@@ -201,12 +196,9 @@ class RerunSink(Sink):
         else:
             self.rec.log("world/camera/image/gaze", self.rr.Clear(recursive=False))
 
-    def on_gaze(self, sample: GazeSample, filtered: GazeSample) -> None:
-        if not sample.usable:
-            return
-        self._last_gaze = sample
-        world_from_head = self._poses.at(sample.timestamp_ns)
-        if world_from_head is None:
+    def on_gaze(self, event: GazeEvent) -> None:
+        sample, world_from_head = event.sample, event.world_from_head
+        if not sample.usable or world_from_head is None:
             return
         rr = self.rr
         self._at(sample.timestamp_ns)
@@ -216,12 +208,9 @@ class RerunSink(Sink):
         self.rec.log("world/gaze/ray", rr.LineStrips3D([np.stack([origin, point])], colors=[(255, 230, 0)]))
         self.rec.log("world/gaze/point", rr.Points3D([point], radii=0.008, colors=[(255, 230, 0)]))
 
-    def on_fixation(self, fixation: Fixation) -> None:
-        world_from_head = self._poses.at(fixation.centre_ns)
-        if world_from_head is None or self._projector is None:
-            return
-        hit = self._projector.project(GazeRay(fixation.origin_m, fixation.direction), world_from_head)
-        if hit.point_world_m is None:
+    def on_fixation(self, event: FixationEvent) -> None:
+        fixation, hit = event.fixation, event.projection
+        if hit is None or hit.point_world_m is None:
             return
         self._at(fixation.end_ns)
         label = f"{fixation.duration_ns / 1e6:.0f} ms"
@@ -230,11 +219,11 @@ class RerunSink(Sink):
             self.rr.Points3D([hit.point_world_m], radii=0.012, colors=[(0, 220, 255)], labels=[label]),
         )
 
-    def on_selection(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
+    def on_selection(self, event: SelectionEvent) -> None:
         rr = self.rr
+        selection, keyframe, world_from_camera = event.selection, event.keyframe, event.world_from_camera
         sid = selection.selection_id
         self._rejected.discard(sid)
-        self._meshes_logged.discard(sid)
         self._at(selection.timestamp_ns)
         self._annotations[sid] = f"selection {sid}"
         self.rec.log(
@@ -267,16 +256,14 @@ class RerunSink(Sink):
                 level="INFO",
             ),
         )
-        self._log_points(selection, keyframe, world_from_camera)
+        self._log_points(event)
         self._log_new_stats()
 
-    def _log_points(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
-        entity = f"world/objects/{selection.selection_id:04d}/points"
-        if keyframe.depth_m is None:
+    def _log_points(self, event: SelectionEvent) -> None:
+        entity = f"world/objects/{event.selection.selection_id:04d}/points"
+        lifted = event.lifted()
+        if lifted is None:
             return
-        from xrseg.lift.pointcloud import lift_mask
-
-        lifted = lift_mask(selection.mask, keyframe.depth_m, keyframe.rgb, self.camera, world_from_camera)
         if lifted.is_empty:
             self.rec.log(entity, self.rr.Clear(recursive=False))
             return
@@ -313,23 +300,22 @@ class RerunSink(Sink):
             self.rec.log("stats/encode_ms", rr.Scalars([encode_ms]))
         self._encodes_logged = len(stats.encode_ms)
 
+    def on_mesh(self, event: MeshEvent) -> None:
+        self._meshes.append(event)  # deque.append is thread-safe: logged on the pipeline thread
+
     def _log_new_meshes(self) -> None:
-        if self.mesh_sink is None:
-            return
-        # Keyed by object id; the mesh sink itself drops what a rejection leaves without a selection.
-        for sid, result in sorted(self.mesh_sink.results.items()):
-            if sid in self._meshes_logged or not result.mesh_files:
-                continue
-            self._meshes_logged.add(sid)
-            fmt = next((f for f in _ASSET_FORMATS if f in result.mesh_files), None)
+        while self._meshes:
+            event = self._meshes.popleft()
+            oid = event.object_id
+            fmt = next((f for f in _ASSET_FORMATS if f in event.files), None)
             if fmt is None:
-                log.info("object %d: no GLB or OBJ mesh to log to Rerun (%s)", sid, sorted(result.mesh_files))
+                log.info("object %d: no GLB or OBJ mesh to log to Rerun (%s)", oid, sorted(event.files))
                 continue
-            path = self.mesh_sink.out_dir / result.mesh_files[fmt]
+            path = event.files[fmt]
             if not path.is_file():
-                log.warning("object %d: mesh %s is missing; not logged to Rerun", sid, path)
+                log.warning("object %d: mesh %s is missing; not logged to Rerun", oid, path)
                 continue
-            self.rec.log(f"world/objects/{sid:04d}/mesh", self.rr.Asset3D(path=path))
+            self.rec.log(f"world/objects/{oid:04d}/mesh", self.rr.Asset3D(path=path))
 
     def close(self) -> None:
         if self._closed:

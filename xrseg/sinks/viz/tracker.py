@@ -4,17 +4,16 @@ The window (:mod:`xrseg.sinks.viz.window`) and the video writer (:mod:`xrseg.sin
 
 How things land on a frame:
 
-- Gaze. A gaze ray is in the head frame at its own time, so it needs the head pose at that time. Sinks do not
-  receive head poses, only each frame's ``world_from_camera``; the tracker derives ``world_from_head =
-  world_from_camera @ inv(head_from_camera)`` at every frame and interpolates between the last few frames
-  for a sample's time (a sample newer than the newest frame, or older than the oldest kept, gets the nearest
-  frame's pose). With frames at 5-60 Hz this misses head motion between frames that is not linear; the
-  pipeline itself uses the full head-pose track for prompts, so this approximation affects only the drawing.
-  The cursor is the newest usable raw sample, projected with :class:`GazeProjector` through
-  the frame's depth (then vergence, then ``fallback_depth_m``). The trail (the last ``trail_s`` seconds of
-  raw samples) is projected at the cursor's distance without ray marching, which is cheap and close enough.
+- Gaze. The cursor is the newest usable raw sample as the pipeline projected it into the frame
+  (:attr:`~xrseg.sinks.base.FrameEvent.gaze`: through the frame's depth, then vergence, then the pipeline's
+  ``fallback_depth_m``), shown while it is at most ``trail_s`` from the frame. The trail (the last ``trail_s``
+  seconds of raw samples, each with the head pose at its own time from the pipeline's pose track,
+  :attr:`~xrseg.sinks.base.GazeEvent.world_from_head`) is drawn at the cursor's distance without ray marching,
+  which is cheap and close enough.
 - Fixation. The latest completed fixation (the detector reports one when it ends), for ``fixation_hold_s``
-  after its end, as a ring around its mean ray whose radius is its dispersion.
+  after its end, as a ring around the point it looked at (the pipeline's projection of its mean ray into the
+  newest frame, :attr:`~xrseg.sinks.base.FixationEvent.projection`, seen from each frame's pose) whose radius
+  is its dispersion.
 - Selection. The latest selection until it is rejected or replaced. Its mask is in keyframe pixels; on later
   frames it is carried over through the keyframe's depth: the masked pixels (at most ``max_mask_points``,
   on a regular grid) are lifted to the world once, projected into each frame and closed morphologically.
@@ -35,57 +34,13 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from xrseg.geometry import PoseTrack, invert_transform, project_points, transform_points
+from xrseg.geometry import in_image, invert_transform, project_points, transform_points
 from xrseg.select.projection import GazeProjector
-from xrseg.sinks.base import Drop, PipelineStats, Sink
+from xrseg.sinks.base import Drop, FixationEvent, FrameEvent, GazeEvent, PipelineStats, SelectionEvent, Sink
 from xrseg.sinks.viz.overlay import FixationMark, MaskMark, OverlayLayers, render_overlay, selection_colour
-from xrseg.types import (
-    CameraModel,
-    Fixation,
-    Frame,
-    GazeRay,
-    GazeSample,
-    Selection,
-    Transform,
-    as_transform,
-)
+from xrseg.types import CameraModel, Frame, Selection, Transform
 
 log = logging.getLogger(__name__)
-
-_POSES_KEPT = 8
-
-
-class FramePoses:
-    """Head poses derived from the camera poses of the last ``keep`` frames.
-
-    ``add(t, world_from_camera)`` stores ``world_from_head = world_from_camera @ inv(head_from_camera)`` at
-    frame time t; ``at(t)`` interpolates between the stored poses (lerp + slerp) and holds the nearest end
-    pose outside them, since sinks receive no head poses of their own (see the module docstring).
-    """
-
-    def __init__(self, head_from_camera: Transform, keep: int = _POSES_KEPT) -> None:
-        self.camera_from_head = invert_transform(as_transform(head_from_camera, "head_from_camera"))
-        self._times: deque[int] = deque(maxlen=keep)
-        self._poses: deque[Transform] = deque(maxlen=keep)
-        self._track: PoseTrack | None = None
-
-    def add(self, timestamp_ns: int, world_from_camera: Transform) -> Transform:
-        """Store the head pose of a frame; returns it (4x4 float64). Out-of-order frames are not stored."""
-        world_from_head = np.asarray(world_from_camera, dtype=np.float64) @ self.camera_from_head
-        if not self._times or timestamp_ns > self._times[-1]:
-            self._times.append(timestamp_ns)
-            self._poses.append(world_from_head)
-            self._track = None
-        return world_from_head
-
-    def at(self, timestamp_ns: int) -> Transform | None:
-        """4x4 float64 ``world_from_head`` at ``timestamp_ns``, or None before the first frame with a pose."""
-        if not self._times:
-            return None
-        if self._track is None:
-            self._track = PoseTrack(np.array(self._times, dtype=np.int64), np.stack(list(self._poses)))
-        pose = self._track.at(timestamp_ns, max_extrapolation_ns=2**62)
-        return pose if pose is not None else self._poses[-1]
 
 
 class MaskCarrier:
@@ -160,7 +115,7 @@ class _Shown:
 class OverlayTracker(Sink):
     """Follows the pipeline's gaze, fixations and selections and renders each frame's overlay.
 
-    ``camera`` and ``head_from_camera`` (4x4 float64) are the session's. ``stats`` is the pipeline's
+    ``camera`` is the session's. ``stats`` is the pipeline's
     :class:`~xrseg.select.pipeline.PipelineStats` for the heads-up line (it may be set later: ``tracker.stats =
     pipeline.stats``); ``source_label`` names the gaze source there (e.g. "replay tabletop-small", "openxr").
     See the module docstring for how each layer is placed.
@@ -169,7 +124,6 @@ class OverlayTracker(Sink):
     def __init__(
         self,
         camera: CameraModel,
-        head_from_camera: Transform,
         *,
         stats: PipelineStats | None = None,
         source_label: str = "",
@@ -178,8 +132,8 @@ class OverlayTracker(Sink):
         fallback_depth_m: float = 1.0,
         max_mask_points: int = 12_000,
     ) -> None:
+        """``fallback_depth_m``: the trail's distance while the cursor has none."""
         self.camera = camera
-        self.head_from_camera = as_transform(head_from_camera, "head_from_camera")
         self.stats = stats
         self.source_label = source_label
         self.trail_ns = int(trail_s * 1e9)
@@ -190,9 +144,8 @@ class OverlayTracker(Sink):
         self.selections = 0
         self.rejected = 0
         self.drops = 0
-        self._gaze: deque[GazeSample] = deque()
-        self.head_poses = FramePoses(self.head_from_camera)
-        self._fixation: Fixation | None = None
+        self._gaze: deque[GazeEvent] = deque()
+        self._fixation: FixationEvent | None = None
         self._shown: _Shown | None = None
         self._seen_ids: set[int] = set()
         self.gaze_depth_source = "no gaze"
@@ -200,26 +153,26 @@ class OverlayTracker(Sink):
 
     # ------------------------------------------------------------------ sink
 
-    def on_frame(self, frame: Frame, world_from_camera: Transform | None) -> None:
-        self._advance(frame.timestamp_ns)
-        if world_from_camera is not None:
-            self.head_poses.add(frame.timestamp_ns, world_from_camera)
+    def on_frame(self, event: FrameEvent) -> None:
+        self._advance(event.frame.timestamp_ns)
 
-    def on_gaze(self, sample: GazeSample, filtered: GazeSample) -> None:
-        self._advance(sample.timestamp_ns)
-        self._gaze.append(sample)
-        while self._gaze and sample.timestamp_ns - self._gaze[0].timestamp_ns > self.trail_ns:
+    def on_gaze(self, event: GazeEvent) -> None:
+        now_ns = event.sample.timestamp_ns
+        self._advance(now_ns)
+        self._gaze.append(event)
+        while self._gaze and now_ns - self._gaze[0].sample.timestamp_ns > self.trail_ns:
             self._gaze.popleft()
 
-    def on_fixation(self, fixation: Fixation) -> None:
-        self._fixation = fixation
+    def on_fixation(self, event: FixationEvent) -> None:
+        self._fixation = event
 
-    def on_selection(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
+    def on_selection(self, event: SelectionEvent) -> None:
+        selection = event.selection
         self._advance(selection.timestamp_ns)
         if selection.selection_id not in self._seen_ids:
             self._seen_ids.add(selection.selection_id)
             self.selections += 1
-        self._shown = _Shown(selection, keyframe, np.asarray(world_from_camera, dtype=np.float64))
+        self._shown = _Shown(selection, event.keyframe, np.asarray(event.world_from_camera, dtype=np.float64))
 
     def on_reject(self, selection: Selection) -> None:
         self.rejected += 1
@@ -235,18 +188,15 @@ class OverlayTracker(Sink):
 
     # ------------------------------------------------------------------ layers
 
-    def world_from_head_at(self, timestamp_ns: int) -> Transform | None:
-        """4x4 float64 head pose at ``timestamp_ns`` from the frames' camera poses (see :class:`FramePoses`)."""
-        return self.head_poses.at(timestamp_ns)
-
-    def layers(self, frame: Frame, world_from_camera: Transform | None) -> OverlayLayers:
-        """What to draw on ``frame`` taken at ``world_from_camera`` (None: no gaze or fixation can be placed)."""
+    def layers(self, event: FrameEvent) -> OverlayLayers:
+        """What to draw on the event's frame (no camera pose: no gaze or fixation can be placed)."""
+        frame, world_from_camera = event.frame, event.world_from_camera
         gaze_xy: tuple[float, float] | None = None
         trail: npt.NDArray[np.float64] | None = None
         fixation: FixationMark | None = None
         self.gaze_depth_source = "no head pose" if world_from_camera is None else "no gaze"
         if world_from_camera is not None:
-            gaze_xy, trail = self._gaze_layer(frame, world_from_camera)
+            gaze_xy, trail = self._gaze_layer(event, world_from_camera)
             fixation = self._fixation_layer(frame, world_from_camera)
         return OverlayLayers(
             gaze_xy=gaze_xy,
@@ -256,50 +206,49 @@ class OverlayTracker(Sink):
             hud=self.hud_text(),
         )
 
-    def render(self, frame: Frame, world_from_camera: Transform | None) -> npt.NDArray[np.uint8]:
-        """HxWx3 uint8 RGB: ``frame.rgb`` with its overlay."""
-        return render_overlay(frame.rgb, self.layers(frame, world_from_camera))
+    def render(self, event: FrameEvent) -> npt.NDArray[np.uint8]:
+        """HxWx3 uint8 RGB: the event's frame with its overlay."""
+        return render_overlay(event.frame.rgb, self.layers(event))
 
     def _gaze_layer(
-        self, frame: Frame, world_from_camera: Transform
+        self, event: FrameEvent, world_from_camera: Transform
     ) -> tuple[tuple[float, float] | None, npt.NDArray[np.float64] | None]:
-        usable = [s for s in self._gaze if s.usable]
-        if not usable or abs(frame.timestamp_ns - usable[-1].timestamp_ns) > self.trail_ns:
+        cursor = event.gaze
+        if cursor is None or abs(event.frame.timestamp_ns - cursor.sample.timestamp_ns) > self.trail_ns:
             self.gaze_depth_source = "gaze invalid" if self._gaze else "no gaze"
             return None, None
-        newest = usable[-1]
-        world_from_head = self.world_from_head_at(newest.timestamp_ns)
-        if world_from_head is None:
-            return None, None
-        projector = GazeProjector(world_from_camera, self.camera, frame.depth_m, self.fallback_depth_m)
-        hit = projector.project(newest.ray, world_from_head, newest.vergence_depth_m)
+        hit = cursor.projection
         if hit.depth_source is not None:
             self.gaze_depth_source = f"gaze {hit.depth_source.value}"
         if hit.miss is not None:
             self.gaze_depth_source += f" ({hit.miss.value})"
         range_m = hit.range_m if hit.range_m is not None else self.fallback_depth_m
         flat = GazeProjector(world_from_camera, self.camera, None, range_m)
-        trail = np.full((len(usable), 2), np.nan, dtype=np.float64)
-        for i, sample in enumerate(usable):
-            pose = self.world_from_head_at(sample.timestamp_ns)
-            point = flat.project(sample.ray, pose if pose is not None else world_from_head).pixel_xy
+        posed = [g for g in self._gaze if g.sample.usable and g.world_from_head is not None]
+        trail = np.full((len(posed), 2), np.nan, dtype=np.float64)
+        for i, gaze in enumerate(posed):
+            assert gaze.world_from_head is not None
+            point = flat.project(gaze.sample.ray, gaze.world_from_head).pixel_xy
             if point is not None:
                 trail[i] = point
         return hit.pixel_xy, trail
 
     def _fixation_layer(self, frame: Frame, world_from_camera: Transform) -> FixationMark | None:
-        fixation = self._fixation
-        if fixation is None or not 0 <= frame.timestamp_ns - fixation.end_ns <= self.fixation_hold_ns:
+        shown = self._fixation
+        if shown is None or shown.projection is None or shown.projection.point_world_m is None:
             return None
-        world_from_head = self.world_from_head_at(fixation.centre_ns)
-        if world_from_head is None:
+        fixation = shown.fixation
+        if not 0 <= frame.timestamp_ns - fixation.end_ns <= self.fixation_hold_ns:
             return None
-        projector = GazeProjector(world_from_camera, self.camera, frame.depth_m, self.fallback_depth_m)
-        hit = projector.project(GazeRay(fixation.origin_m, fixation.direction), world_from_head)
-        if hit.pixel_xy is None:
+        point_camera = transform_points(
+            invert_transform(world_from_camera), np.asarray(shown.projection.point_world_m)
+        )
+        pixels, _ = project_points(self.camera, point_camera)
+        if not in_image(self.camera, pixels)[0]:
             return None
         radius_px = self.camera.fx_px * math.tan(math.radians(max(fixation.dispersion_deg, 0.5)))
-        return FixationMark(hit.pixel_xy, max(radius_px, 6.0), f"{fixation.duration_ns / 1e6:.0f} ms")
+        centre_xy = (float(pixels[0, 0]), float(pixels[0, 1]))
+        return FixationMark(centre_xy, max(radius_px, 6.0), f"{fixation.duration_ns / 1e6:.0f} ms")
 
     def _mask_layer(self, frame: Frame, world_from_camera: Transform | None) -> MaskMark | None:
         shown = self._shown

@@ -25,10 +25,10 @@ import numpy as np
 import numpy.typing as npt
 
 from xrseg.errors import InputError
-from xrseg.sinks.base import PipelineStats
+from xrseg.sinks.base import FrameEvent, PipelineStats, SelectionEvent
 from xrseg.sinks.viz.overlay import MaskMark, OverlayLayers, render_overlay, selection_colour
 from xrseg.sinks.viz.tracker import OverlayTracker
-from xrseg.types import CameraModel, Frame, Selection, Transform
+from xrseg.types import CameraModel, Frame, Selection
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def contact_sheet(tiles: list[npt.NDArray[np.uint8]], columns: int = SHEET_COLUM
 class OverlayVideoSink(OverlayTracker):
     """Writes ``out_dir/overlay.mp4`` and, when the stream ends, ``out_dir/contact_sheet.png``.
 
-    ``camera``, ``head_from_camera``, ``stats`` and ``source_label`` are as for
+    ``camera``, ``stats`` and ``source_label`` are as for
     :class:`~xrseg.sinks.viz.tracker.OverlayTracker`. :meth:`summary` names the files written (for summary.json).
     """
 
@@ -139,12 +139,11 @@ class OverlayVideoSink(OverlayTracker):
         self,
         out_dir: Path,
         camera: CameraModel,
-        head_from_camera: Transform,
         *,
         stats: PipelineStats | None = None,
         source_label: str = "",
     ) -> None:
-        super().__init__(camera, head_from_camera, stats=stats, source_label=source_label)
+        super().__init__(camera, stats=stats, source_label=source_label)
         self.out_dir = Path(out_dir)
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise InputError(f"--out {self.out_dir} exists and is not a directory")
@@ -160,25 +159,26 @@ class OverlayVideoSink(OverlayTracker):
         self.fps: float | None = None
         self._written: dict[str, str] = {}
 
-    def on_frame(self, frame: Frame, world_from_camera: Transform | None) -> None:
-        super().on_frame(frame, world_from_camera)
-        image = self.render(frame, world_from_camera)
+    def on_frame(self, event: FrameEvent) -> None:
+        super().on_frame(event)
+        image = self.render(event)
         if self._size is None:
             self._size = (image.shape[1], image.shape[0])
         elif (image.shape[1], image.shape[0]) != self._size:
             image = np.asarray(cv2.resize(image, self._size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
         if self._writer is None:
             self._buffer.append(image)
-            if not self._times or frame.timestamp_ns > self._times[-1]:
-                self._times.append(frame.timestamp_ns)
+            if not self._times or event.frame.timestamp_ns > self._times[-1]:
+                self._times.append(event.frame.timestamp_ns)
             if len(self._times) > _FPS_INTERVALS:
                 self._open()
         else:
             self._write(self._writer, image)
 
-    def on_selection(self, selection: Selection, keyframe: Frame, world_from_camera: Transform) -> None:
-        super().on_selection(selection, keyframe, world_from_camera)
-        self._tiles[selection.selection_id] = _Tile(selection, selection_tile(selection, keyframe))
+    def on_selection(self, event: SelectionEvent) -> None:
+        super().on_selection(event)
+        selection = event.selection
+        self._tiles[selection.selection_id] = _Tile(selection, selection_tile(selection, event.keyframe))
 
     def on_reject(self, selection: Selection) -> None:
         super().on_reject(selection)

@@ -8,9 +8,9 @@ the newest stream time. With an ``on_event`` callback they are handed to it at o
 inside the pipeline's ``on_frame`` call); without one they are queued, and :meth:`ViewerSink.interleave`
 feeds them into the pipeline between source items, which is the simple safe wiring::
 
-    viewer = ViewerSink(camera, head_from_camera)
-    pipeline = Pipeline(..., sinks=[viewer])
-    viewer.stats = pipeline.stats
+    pipeline = Pipeline(...)
+    viewer = ViewerSink(camera, stats=pipeline.stats)
+    pipeline.sinks.append(viewer)
     pipeline.run(viewer.interleave(source))     # stops early when q is pressed
 
 Without a display (Linux with neither ``DISPLAY`` nor ``WAYLAND_DISPLAY``), with an OpenCV built without GUI
@@ -29,10 +29,10 @@ from collections.abc import Callable, Iterable, Iterator
 import cv2
 import numpy as np
 
-from xrseg.sinks.base import PipelineStats
+from xrseg.sinks.base import FrameEvent, PipelineStats
 from xrseg.sinks.viz.tracker import OverlayTracker
 from xrseg.sources.base import SourceItem
-from xrseg.types import CameraModel, EventKind, Frame, InputEvent, Transform
+from xrseg.types import CameraModel, EventKind, InputEvent
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,6 @@ class ViewerSink(OverlayTracker):
     def __init__(
         self,
         camera: CameraModel,
-        head_from_camera: Transform,
         *,
         on_event: Callable[[InputEvent], None] | None = None,
         stats: PipelineStats | None = None,
@@ -88,7 +87,7 @@ class ViewerSink(OverlayTracker):
         window_name: str = "xrseg",
         scale: float = 1.0,
     ) -> None:
-        super().__init__(camera, head_from_camera, stats=stats, source_label=source_label)
+        super().__init__(camera, stats=stats, source_label=source_label)
         self.on_event = on_event
         self.window_name = window_name
         self.scale = scale
@@ -109,11 +108,11 @@ class ViewerSink(OverlayTracker):
         self.headless_reason = reason
         log.warning("--view: %s; carrying on without a window", reason)
 
-    def on_frame(self, frame: Frame, world_from_camera: Transform | None) -> None:
-        super().on_frame(frame, world_from_camera)
+    def on_frame(self, event: FrameEvent) -> None:
+        super().on_frame(event)
         if self.headless or self.quit_requested:
             return
-        image = self.render(frame, world_from_camera)
+        image = self.render(event)
         if self.paused:
             image = image.copy()
             cv2.putText(image, "paused", (4, image.shape[0] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0))
