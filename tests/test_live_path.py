@@ -21,7 +21,7 @@ from xrseg.sam.records import ImageEmbedding
 from xrseg.select.keyframes import rotation_between_deg
 from xrseg.select.pipeline import Pipeline
 from xrseg.session.reader import Session
-from xrseg.sinks.base import Drop, FrameEvent, SelectionEvent, Sink
+from xrseg.sinks.base import Drop, FrameEvent, PreviewEvent, SelectionEvent, Sink
 from xrseg.sources.camera import CameraSource, DepthImageFolder
 from xrseg.sources.live import LiveSource
 from xrseg.sources.replay import ReplaySource
@@ -36,6 +36,7 @@ class Collect(Sink):
         self.selections: list[Selection] = []
         self.frames: list[tuple[Frame, Transform | None]] = []
         self.drops: list[Drop] = []
+        self.previews: list[PreviewEvent] = []
         self.closed = False
 
     def on_frame(self, event: FrameEvent) -> None:
@@ -46,6 +47,9 @@ class Collect(Sink):
 
     def on_drop(self, drop: Drop) -> None:
         self.drops.append(drop)
+
+    def on_preview(self, event: PreviewEvent) -> None:
+        self.previews.append(event)
 
     def close(self) -> None:
         self.closed = True
@@ -237,6 +241,12 @@ def test_a_select_press_finds_its_mask_decoded_ahead(engine) -> None:  # type: i
     at_press, without = _held_run(engine, session, speculate_ms=0.0)
     assert ahead.stats.look_aheads >= 5 and at_press.stats.look_aheads == 0
     assert ahead.stats.look_ahead_hits >= 1 and at_press.stats.look_ahead_hits == 0
+    # Every look-ahead is a hover preview (a candidate, id 0); a press that took one selects the mask it showed.
+    assert len(with_look_ahead.previews) == ahead.stats.look_aheads and not without.previews
+    assert all(p.candidate.selection_id == 0 for p in with_look_ahead.previews)
+    shown = [p.candidate.mask for p in with_look_ahead.previews]
+    answered = [s for s in with_look_ahead.selections if any(np.array_equal(s.mask, m) for m in shown)]
+    assert len(answered) >= ahead.stats.look_ahead_hits
     # Every press that selected was timed, answered ahead or not.
     assert len(ahead.stats.click_to_mask_ms) == len(at_press.stats.click_to_mask_ms) >= 1
     # Decoding a little earlier in the same fixation selects the same objects.

@@ -24,8 +24,8 @@ def test_every_option_reaches_the_record() -> None:
         "--max-points", "3", "--sam-choice", "--gaze-accuracy-deg", "1.5", "--no-cone-search",
         "--no-recalibration", "--max-head-motion-deg", "20", "--max-keyframe-age-ms", "4000", "--variant", "int8",
         "--threads", "2", "--providers", "CPUExecutionProvider", "--publish", "tcp://127.0.0.1:5560",
-        "--publish-curve", "k", "d", "--publish-insecure", "--encoder", "tcp://h:1", "--no-mesh",
-        "--follow-frames", "3", "--track", "--cutouts", "--feather-px", "2", "--no-video", "--view",
+        "--publish-curve", "k", "d", "--publish-insecure", "--publish-preview", "--encoder", "tcp://h:1",
+        "--no-mesh", "--follow-frames", "3", "--track", "--cutouts", "--feather-px", "2", "--no-video", "--view",
         "--rerun", "r.rrd", "--realtime",
     ]  # fmt: skip
     options = run_options(build_parser().parse_args(argv))
@@ -41,5 +41,7 @@ def test_every_option_reaches_the_record() -> None:
     model = options.model
     assert (model.variant, model.threads, model.providers) == ("int8", 2, ("CPUExecutionProvider",))
     assert model.encoder_endpoint == "tcp://h:1"
-    assert options.publish == PublishOptions("tcp://127.0.0.1:5560", (Path("k"), Path("d")), insecure=True)
+    assert options.publish == PublishOptions(
+        "tcp://127.0.0.1:5560", (Path("k"), Path("d")), insecure=True, preview=True
+    )
     assert options.command == "eval" and options.quiet

@@ -32,7 +32,9 @@ def selections(out: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((out / "selections").glob("*.json"))]
 
 
-def test_listen_shows_every_selection_published_by_replay(tmp_path: Path) -> None:
+def listened(out: Path, *replay_options: str) -> list[dict]:
+    """`xrseg replay SESSION --out OUT --publish ... REPLAY_OPTIONS` with `xrseg listen --json` in another
+    process: the events it printed."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     listener = subprocess.Popen(
         [sys.executable, "-m", "xrseg.cli", "-q", "listen", endpoint, "--json", "--timeout", "300"],
@@ -44,18 +46,33 @@ def test_listen_shows_every_selection_published_by_replay(tmp_path: Path) -> Non
     try:
         # The listener connects before replay binds; ZeroMQ reconnects until the publisher is there, and the
         # first selection comes seconds after the start, long after the subscription is in place.
-        out = tmp_path / "out"
-        done = xrseg("replay", str(SESSION), "--out", str(out), "--no-mesh", "--no-video", "--publish", endpoint)
+        argv = ["replay", str(SESSION), "--out", str(out), "--no-mesh", "--no-video", "--publish", endpoint]
+        done = xrseg(*argv, *replay_options)
         assert done.returncode == 0, done.stderr
     finally:
         listener.terminate()
         stdout, _ = listener.communicate(timeout=30)
-    events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def test_listen_shows_every_selection_published_by_replay(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    events = listened(out)
     published = [e for e in events if e.get("topic") == "selection"]
     written = selections(out)
     assert written, "the replay made selections"
     assert sorted(e["selection_id"] for e in published) == sorted(s["selection_id"] for s in written)
     assert any(e.get("topic") == "fixation" for e in events)
+    assert not any(e.get("topic") == "preview" for e in events)  # only when asked, and only asynchronously
+
+
+def test_a_live_run_publishes_the_hover_preview_when_asked(tmp_path: Path) -> None:
+    """Replayed in real time (the live path) with --publish-preview: the look-aheads reach a listener as
+    `preview` events (id 0) besides the selections."""
+    events = listened(tmp_path / "out", "--realtime", "--publish-preview")
+    previews = [e for e in events if e.get("topic") == "preview"]
+    assert previews and all(e["selection_id"] == 0 and e["area_px"] > 0 for e in previews)
+    assert any(e.get("topic") == "selection" for e in events)
 
 
 def test_remote_encoder_gives_the_same_selections_as_local(tmp_path: Path) -> None:

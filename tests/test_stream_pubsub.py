@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
@@ -63,6 +64,28 @@ def test_topic_filter_is_exact() -> None:
         event = subscriber.receive(timeout_ms=5000)
         assert isinstance(event, StatsEvent) and event.values == {"marker": 2}
         assert subscriber.receive(timeout_ms=100) is None
+
+
+def test_a_preview_is_a_candidate_on_its_own_topic() -> None:
+    """The hover preview has a selection's body with id 0; a subscriber of `selection` never sees it."""
+    candidate = dataclasses.replace(make_selection(480, 640), selection_id=0)
+    with (
+        EventPublisher(ANY_PORT) as publisher,
+        EventSubscriber(publisher.endpoint, ["preview", "stats"]) as previews,
+        EventSubscriber(publisher.endpoint, ["selection", "stats"]) as selections,
+    ):
+        connect_pair(publisher, previews)
+        connect_pair(publisher, selections)
+        while previews.receive(timeout_ms=50) is not None:  # the second handshake's stats
+            pass
+        assert publisher.publish_preview(candidate)
+        publisher.publish_stats({"marker": 3})
+        event = previews.receive(timeout_ms=5000)
+        assert isinstance(event, SelectionEvent) and event.meta.topic == "preview"
+        assert event.selection.selection_id == 0 and np.array_equal(event.selection.mask, candidate.mask)
+        assert event.lifted is None and event.mesh_path is None
+        marker = selections.receive(timeout_ms=5000)
+        assert isinstance(marker, StatsEvent) and marker.values == {"marker": 3}
 
 
 def test_unknown_topics_are_refused() -> None:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from xrseg.select.sink_events import SinkEvents
-from xrseg.sinks.base import FrameEvent
-from xrseg.sinks.viz.overlay import GAZE_RGB
+from xrseg.sinks.base import FrameEvent, PreviewEvent
+from xrseg.sinks.viz.overlay import GAZE_RGB, PREVIEW_RGB
 from xrseg.sinks.viz.tracker import MaskCarrier, OverlayTracker
 from xrseg.sync.poses import PoseHistory
 from xrseg.types import (
@@ -184,6 +184,29 @@ def test_selection_layer_on_keyframe_later_frame_and_after_reject() -> None:
     assert tracker.selections == 1 and "sel 1" in tracker.hud_text()
     tracker.on_reject(selection)
     assert tracker.layers(later).mask is None
+
+
+def test_hover_preview_is_drawn_lightly_until_a_selection_or_the_fixations_end() -> None:
+    events = sink_events((0, 0.0), (200_000_000, 0.0))
+    tracker = OverlayTracker(CAMERA)
+    key = events.frame(frame(3, 0))
+    tracker.on_frame(key)
+    mask = np.zeros((48, 64), dtype=bool)
+    mask[10:30, 20:40] = True
+    candidate = make_selection(0, mask, key.frame)
+    tracker.on_preview(PreviewEvent(candidate, key.frame, world_from_camera_at(0.0)))
+    layers = tracker.layers(key)
+    assert layers.mask is None and layers.preview is not None and layers.preview.label == "preview"
+    rendered = tracker.render(key)
+    assert np.all(rendered[25, 30] == np.rint(90 * 0.85 + np.asarray(PREVIEW_RGB) * 0.15))  # a light tint
+    assert np.all(rendered[40, 5] == 90) and tracker.selections == 0  # nothing outside it; not a selection
+    selection = make_selection(1, mask, key.frame)
+    tracker.on_selection(events.selection(selection, key.frame, world_from_camera_at(0.0)))
+    layers = tracker.layers(key)
+    assert layers.preview is None and layers.mask is not None and layers.mask.label == "#1 0.90"
+    tracker.on_preview(PreviewEvent(candidate, key.frame, world_from_camera_at(0.0)))
+    tracker.on_fixation(events.fixation(Fixation(0, 200_000_000, np.zeros(3), np.array([0.0, 0.0, -1.0]), 0.5)))
+    assert tracker.layers(key).preview is None
 
 
 def test_fixation_ring_stays_on_the_point_looked_at_while_the_head_moves() -> None:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from xrseg.config import ModelOptions, OutputOptions, PublishOptions, RunOptions
 from xrseg.errors import InputError, SessionError, UsageError
 from xrseg.select.pipeline import Pipeline
-from xrseg.sinks.base import FixationEvent, GazeEvent, PipelineStats, SelectionEvent, Sink
+from xrseg.sinks.base import FixationEvent, GazeEvent, PipelineStats, PreviewEvent, SelectionEvent, Sink
 from xrseg.sources.base import Source, SourceItem
 from xrseg.types import Transform
 
@@ -78,7 +78,8 @@ class _Progress(Sink):
 
 
 class _Publisher(Sink):
-    """Publishes fixations, selections and once-a-second stats on a ZeroMQ PUB socket."""
+    """Publishes fixations, selections, once-a-second stats and (when asked) hover previews on a ZeroMQ PUB
+    socket."""
 
     def __init__(self, options: PublishOptions, pipeline_stats: PipelineStats) -> None:
         from xrseg.stream.auth import CurveServerKeys
@@ -88,6 +89,7 @@ class _Publisher(Sink):
         curve = None if keys is None else CurveServerKeys(keys[0], keys[1])
         self.publisher = EventPublisher(options.endpoint, curve=curve, allow_insecure=options.insecure)
         self.stats = pipeline_stats
+        self.preview = options.preview
         self._last_stats_s = 0.0
 
     def on_fixation(self, event: FixationEvent) -> None:
@@ -95,6 +97,10 @@ class _Publisher(Sink):
 
     def on_selection(self, event: SelectionEvent) -> None:
         self.publisher.publish_selection(event.selection)
+
+    def on_preview(self, event: PreviewEvent) -> None:
+        if self.preview:
+            self.publisher.publish_preview(event.candidate)
 
     def on_gaze(self, event: GazeEvent) -> None:
         now = time.monotonic()

@@ -121,11 +121,13 @@ class ModelOptions:
 @dataclass(frozen=True)
 class PublishOptions:
     """Publish events over ZeroMQ on ``endpoint``; ``curve_keys`` (the publisher's secret certificate and the
-    directory of allowed subscriber keys) for CURVE, ``insecure`` to allow a non-loopback address without it."""
+    directory of allowed subscriber keys) for CURVE, ``insecure`` to allow a non-loopback address without it,
+    ``preview`` to publish the hover preview too (the ``preview`` topic; asynchronous mode)."""
 
     endpoint: str
     curve_keys: tuple[Path, Path] | None = None
     insecure: bool = False
+    preview: bool = False
 
 
 @dataclass(frozen=True)

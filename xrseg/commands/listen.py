@@ -18,7 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("endpoint", metavar="ENDPOINT", help="publisher endpoint, e.g. tcp://127.0.0.1:5560")
     parser.add_argument(
-        "--topics", nargs="+", default=None, metavar="TOPIC", help="fixation, selection and/or stats (default all)"
+        "--topics",
+        nargs="+",
+        default=None,
+        metavar="TOPIC",
+        help="fixation, selection, preview and/or stats (default all)",
     )
     parser.add_argument("--count", type=int, default=None, metavar="N", help="stop after N events")
     parser.add_argument(
@@ -55,7 +59,7 @@ def human_line(summary: dict[str, object]) -> str:
             f"direction={_fmt_vec(summary['direction'])}  dispersion={_fmt_num(summary['dispersion_deg'])} deg  "
             f"samples={summary['samples']}"
         )
-    if topic == "selection":
+    if topic in ("selection", "preview"):
         parts = [
             head,
             f"id={summary['selection_id']}",

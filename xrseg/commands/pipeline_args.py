@@ -117,6 +117,12 @@ def _add_model_and_network_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--publish-insecure", action="store_true", help="allow --publish on a non-loopback address without CURVE"
     )
+    group.add_argument(
+        "--publish-preview",
+        action="store_true",
+        help="with --publish and --realtime or live: also publish the hover preview (what a press now would "
+        "select, about every 100 ms while a fixation is in progress) on the `preview` topic",
+    )
     group.add_argument("--encoder", metavar="ENDPOINT", help="encode keyframes on an `xrseg serve-encoder` server")
 
 
@@ -201,4 +207,6 @@ def _publish_options(args: argparse.Namespace) -> PublishOptions | None:
         return None
     keys = args.publish_curve
     curve = None if keys is None else (Path(keys[0]), Path(keys[1]))
-    return PublishOptions(args.publish, curve_keys=curve, insecure=args.publish_insecure)
+    return PublishOptions(
+        args.publish, curve_keys=curve, insecure=args.publish_insecure, preview=args.publish_preview
+    )

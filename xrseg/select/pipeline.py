@@ -20,6 +20,7 @@ Either way every gaze sample is projected with the head pose at its own time.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from bisect import bisect_right
@@ -120,7 +121,7 @@ class Pipeline:
         speculates = opts.speculate_ms > 0 and self.embeddings.mode is EncodeMode.BACKGROUND
         self._speculator = Speculator(opts.speculate_ms, self.poses) if speculates else None
         self._last: LatestSelection | None = None
-        self._next_id = 1
+        self._ids = itertools.count(1)  # selection ids; 0 marks a hover preview's candidate
 
     @property
     def negatives_world_m(self) -> tuple[np.ndarray, ...]:
@@ -337,7 +338,7 @@ class Pipeline:
             made = decided
         self.stats.timings.append(made.decision.timing)
         frame = made.keyframe.frame
-        selection = made.decision.to_selection(self._new_id(), trigger.timestamp_ns, trigger.fixation, frame)
+        selection = made.decision.to_selection(next(self._ids), trigger.timestamp_ns, trigger.fixation, frame)
         self._publish(
             LatestSelection(selection, frame, made.world_from_camera, made.decision, made.keyframe.embedding)
         )
@@ -388,16 +389,15 @@ class Pipeline:
         if isinstance(made, Made):
             ahead.keep(now_ns, trigger.fixation, made)
             self.stats.look_aheads += 1
+            event = self._events.preview(now_ns, trigger.fixation, made)
+            for sink in self.sinks:
+                sink.on_preview(event)
 
     def _look_ahead_for(self, trigger: Trigger) -> Made | None:
         """The look-ahead decision for a SELECT ``trigger``, if one was made for this fixation."""
         if self._speculator is None:
             return None
         return self._speculator.take(self._gaze.press_fixation_start_ns(), trigger.fixation)
-
-    def _new_id(self) -> int:
-        self._next_id += 1
-        return self._next_id - 1
 
     def _learn_bias(self, selection: Selection, made: Made) -> None:
         """The selection's offset from its raw gaze to its mask is an observation of the tracker's bias."""
@@ -438,7 +438,7 @@ class Pipeline:
         for sink in self.sinks:
             sink.on_reject(selection)
         self._last = None
-        offered = runner_up(latest, self._selector, self._new_id(), timestamp_ns)
+        offered = runner_up(latest, self._selector, next(self._ids), timestamp_ns)
         if offered is not None:
             self._publish(offered)
 

@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 from xrseg.sam.embeddings import Keyframe
 from xrseg.select.projection import GazeProjection, GazeProjector
+from xrseg.select.speculation import Made
 from xrseg.sinks.base import (
     FixationEvent,
     FrameEvent,
@@ -17,6 +18,7 @@ from xrseg.sinks.base import (
     GazeOnFrame,
     KeyframeEvent,
     LiftOnce,
+    PreviewEvent,
     SelectionEvent,
 )
 from xrseg.sync.poses import PoseHistory
@@ -84,3 +86,9 @@ class SinkEvents:
         return SelectionEvent(
             selection, keyframe, world_from_camera, LiftOnce(selection, keyframe, self.camera, world_from_camera)
         )
+
+    def preview(self, timestamp_ns: int, fixation: Fixation, made: Made) -> PreviewEvent:
+        """The look-ahead ``made`` at ``timestamp_ns`` for ``fixation`` (in progress) as a hover preview."""
+        frame = made.keyframe.frame
+        candidate = made.decision.to_selection(0, timestamp_ns, fixation, frame)
+        return PreviewEvent(candidate, frame, made.world_from_camera)

@@ -36,6 +36,7 @@ __all__ = [
     "LiftOnce",
     "MeshEvent",
     "PipelineStats",
+    "PreviewEvent",
     "SelectionEvent",
     "Sink",
     "Timing",
@@ -168,6 +169,18 @@ class SelectionEvent:
 
 
 @dataclass(frozen=True)
+class PreviewEvent:
+    """The hover preview: what a SELECT press now would select, decoded ahead while a fixation is in progress
+    (:mod:`xrseg.select.speculation`, asynchronous mode). ``candidate`` is that decision as a selection record
+    with ``selection_id`` 0 (nothing is selected yet), on ``keyframe`` taken at ``world_from_camera``
+    (4x4 float64). A newer preview replaces it; a selection or a saccade ends it."""
+
+    candidate: Selection
+    keyframe: Frame
+    world_from_camera: Transform
+
+
+@dataclass(frozen=True)
 class MeshEvent:
     """An object's mesh, written (again): ``files`` format ("glb", "obj", "ply") -> path of the file."""
 
@@ -195,6 +208,9 @@ class Sink:
 
     def on_selection(self, event: SelectionEvent) -> None:
         """A new or changed selection."""
+
+    def on_preview(self, event: PreviewEvent) -> None:
+        """A hover preview (asynchronous mode), about every ``speculate_ms`` while a fixation is in progress."""
 
     def on_reject(self, selection: Selection) -> None:
         """The user rejected ``selection``."""

@@ -1,7 +1,9 @@
 """The events on the ``xrseg.events/1`` stream and their wire form (see docs/protocol.md).
 
-Each event is a multipart message: the topic (``b"fixation"``, ``b"selection"`` or ``b"stats"``), a JSON header
-and binary payloads described by the header. :func:`encode_event` builds the frames and :func:`decode_event`
+Each event is a multipart message: the topic (``b"fixation"``, ``b"selection"``, ``b"preview"`` or ``b"stats"``),
+a JSON header and binary payloads described by the header. A ``preview`` (the hover preview: what a press now
+would select) has the body of a ``selection`` with ``selection_id`` 0, and decodes to a :class:`SelectionEvent`
+whose ``meta.topic`` is ``preview``. :func:`encode_event` builds the frames and :func:`decode_event`
 parses them back into the typed records below; decoding is strict and raises ProtocolError.
 
 Within major version 1 new header keys may be added; readers ignore keys they do not know.
@@ -43,7 +45,8 @@ SCHEMA = schema_name(FAMILY, MAJOR)
 TOPIC_FIXATION = "fixation"
 TOPIC_SELECTION = "selection"
 TOPIC_STATS = "stats"
-TOPICS: tuple[str, ...] = (TOPIC_FIXATION, TOPIC_SELECTION, TOPIC_STATS)
+TOPIC_PREVIEW = "preview"
+TOPICS: tuple[str, ...] = (TOPIC_FIXATION, TOPIC_SELECTION, TOPIC_STATS, TOPIC_PREVIEW)
 
 MAX_STATS = 256
 MAX_PROMPTS = 1024
@@ -165,7 +168,9 @@ def selection_frames(
     lifted: LiftSummary | None = None,
     mesh_path: str | None = None,
     mask_encoding: MaskEncoding = "png",
+    topic: str = TOPIC_SELECTION,
 ) -> list[bytes]:
+    """A ``selection`` event (or, with ``topic`` ``preview``, a hover preview's candidate)."""
     if mask_encoding not in MASK_ENCODINGS:
         raise InputError(f"mask_encoding must be one of {MASK_ENCODINGS}, got {mask_encoding!r}")
     points = np.asarray(selection.prompt_points_xy, dtype=np.float32).reshape(-1, 2)
@@ -210,7 +215,12 @@ def selection_frames(
         raw_payload("prompt_labels", labels, "<i4"),
         _timestamps_payload("fixation_sample_timestamps_ns", selection.fixation),
     ]
-    return [TOPIC_SELECTION.encode(), *attach_payloads(header, payloads)]
+    return [topic.encode(), *attach_payloads(header, payloads)]
+
+
+def preview_frames(candidate: Selection, meta: EventMeta, mask_encoding: MaskEncoding = "png") -> list[bytes]:
+    """A ``preview`` event: the hover preview's candidate (``selection_id`` 0), without lifting or mesh."""
+    return selection_frames(candidate, meta, None, None, mask_encoding, topic=TOPIC_PREVIEW)
 
 
 def mask_bbox_xyxy(mask: npt.NDArray[np.bool_]) -> list[int] | None:
@@ -377,7 +387,7 @@ def decode_event(frames: Sequence[bytes], limits: Limits = DEFAULT_LIMITS) -> Ev
     payloads = read_payloads(header, [bytes(f) for f in frames[2:]], limits)
     if topic == TOPIC_FIXATION:
         return FixationEvent(_meta(head), _decode_fixation(head, _timestamps(payloads, "sample_timestamps_ns")))
-    if topic == TOPIC_SELECTION:
+    if topic in (TOPIC_SELECTION, TOPIC_PREVIEW):
         return _decode_selection(head, payloads, limits)
     return _decode_stats(head)
 

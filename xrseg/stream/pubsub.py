@@ -43,6 +43,7 @@ from xrseg.stream.events import (
     MaskEncoding,
     decode_event,
     fixation_frames,
+    preview_frames,
     selection_frames,
     stats_frames,
 )
@@ -123,6 +124,10 @@ class EventPublisher:
             "selection", lambda meta: selection_frames(selection, meta, lifted, path, self.mask_encoding)
         )
 
+    def publish_preview(self, candidate: Selection) -> bool:
+        """Send a ``preview`` event: the hover preview's candidate (``selection_id`` 0) with its mask."""
+        return self._send("preview", lambda meta: preview_frames(candidate, meta, self.mask_encoding))
+
     def publish_stats(self, values: Mapping[str, Any], timestamp_ns: int | None = None) -> bool:
         """Send a ``stats`` event: names (with units, ``encode_ms``) to numbers, booleans or None.
         ``timestamp_ns`` defaults to ``time.monotonic_ns()``."""
@@ -162,14 +167,13 @@ class EventPublisher:
 class EventSubscriber:
     """A ZeroMQ SUB socket connected to a publisher, returning typed events.
 
-    ``topics`` selects what to receive (exact names from ``fixation``, ``selection``, ``stats``). Any message that
-    does not decode is skipped, counted in :attr:`rejected` and logged (the first at warning level). Gaps in a
-    topic's ``seq`` are counted in :attr:`dropped`, per publisher instance (``stream_id``), from the first number
-    seen: events published before this subscriber's first one are not losses but :attr:`before_first` (a late
-    joiner gets what is published after its subscription reached the publisher, nothing earlier). A frame over
-    the size limits is received and refused like any malformed message; should the connection drop, the
-    subscriber connects again at once (:attr:`reconnects`). Not thread-safe: use one subscriber per thread.
-    """
+    ``topics`` selects what to receive (exact names from ``fixation``, ``selection``, ``stats``, ``preview``). Any
+    message that does not decode is skipped, counted in :attr:`rejected` and logged (the first at warning level).
+    Gaps in a topic's ``seq`` are counted in :attr:`dropped`, per publisher instance (``stream_id``), from the
+    first number seen: events published before this subscriber's first one are not losses but :attr:`before_first`
+    (a late joiner gets what is published after its subscription reached the publisher, nothing earlier). A frame
+    over the size limits is received and refused like any malformed message; should the connection drop, the
+    subscriber connects again at once (:attr:`reconnects`). Not thread-safe: use one subscriber per thread."""
 
     def __init__(
         self,

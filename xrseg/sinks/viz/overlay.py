@@ -33,6 +33,8 @@ POSITIVE_RGB: Colour = (0, 255, 0)
 NEGATIVE_RGB: Colour = (255, 0, 0)
 POINT_EDGE_RGB: Colour = (255, 255, 255)
 TEXT_RGB: Colour = (255, 255, 255)
+PREVIEW_RGB: Colour = (230, 230, 230)
+"""The hover preview: a light tint and outline, what a press now would select."""
 
 MASK_PALETTE: tuple[Colour, ...] = (
     (255, 64, 160),
@@ -306,12 +308,17 @@ class OverlayLayers:
     trail_xy: npt.NDArray[np.float64] | None = None
     fixation: FixationMark | None = None
     mask: MaskMark | None = None
+    preview: MaskMark | None = None
+    """The hover preview's mask, drawn lighter than a selection's."""
     hud: str | None = None
 
 
 def render_overlay(image: npt.NDArray[np.uint8], layers: OverlayLayers) -> npt.NDArray[np.uint8]:
-    """A copy of ``image`` (HxWx3 uint8 RGB) with ``layers`` drawn: mask, prompts, fixation, gaze, HUD."""
+    """A copy of ``image`` (HxWx3 uint8 RGB) with ``layers`` drawn: preview, mask, prompts, fixation, gaze,
+    HUD."""
     out = _checked_copy(image)
+    if layers.preview is not None:
+        _draw_mask(out, layers.preview.mask, layers.preview.colour, 0.15, 1, layers.preview.label)
     if layers.mask is not None:
         mark = layers.mask
         _draw_mask(out, mark.mask, mark.colour, 0.4, 2, mark.label)

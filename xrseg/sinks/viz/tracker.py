@@ -18,6 +18,9 @@ How things land on a frame:
   frames it is carried over through the keyframe's depth: the masked pixels (at most ``max_mask_points``,
   on a regular grid) are lifted to the world once, projected into each frame and closed morphologically.
   Occlusion is not modelled. Without depth or poses the keyframe mask is drawn as it is.
+- Hover preview (asynchronous mode, :class:`~xrseg.sinks.base.PreviewEvent`): what a press now would select,
+  tinted lightly and labelled "preview", carried over like a selection, until a selection or the end of its
+  fixation.
 - The heads-up line: the source label, how the cursor's distance was found, the last encoder and decoder
   latencies and the drop counters of :class:`~xrseg.select.pipeline.PipelineStats` (set :attr:`stats` once the
   pipeline exists), and the number of selections.
@@ -36,8 +39,24 @@ import numpy.typing as npt
 
 from xrseg.geometry import in_image, invert_transform, project_points, transform_points
 from xrseg.select.projection import GazeProjector
-from xrseg.sinks.base import Drop, FixationEvent, FrameEvent, GazeEvent, PipelineStats, SelectionEvent, Sink
-from xrseg.sinks.viz.overlay import FixationMark, MaskMark, OverlayLayers, render_overlay, selection_colour
+from xrseg.sinks.base import (
+    Drop,
+    FixationEvent,
+    FrameEvent,
+    GazeEvent,
+    PipelineStats,
+    PreviewEvent,
+    SelectionEvent,
+    Sink,
+)
+from xrseg.sinks.viz.overlay import (
+    PREVIEW_RGB,
+    FixationMark,
+    MaskMark,
+    OverlayLayers,
+    render_overlay,
+    selection_colour,
+)
 from xrseg.types import CameraModel, Frame, Selection, Transform
 
 log = logging.getLogger(__name__)
@@ -147,6 +166,9 @@ class OverlayTracker(Sink):
         self._gaze: deque[GazeEvent] = deque()
         self._fixation: FixationEvent | None = None
         self._shown: _Shown | None = None
+        self._preview: _Shown | None = None
+        """The hover preview: what a press now would select (drawn as an outline, until a selection or the
+        fixation's end)."""
         self._seen_ids: set[int] = set()
         self.gaze_depth_source = "no gaze"
         """How the cursor's distance was found on the last rendered frame (for the heads-up line)."""
@@ -165,6 +187,11 @@ class OverlayTracker(Sink):
 
     def on_fixation(self, event: FixationEvent) -> None:
         self._fixation = event
+        self._preview = None  # its fixation is over
+
+    def on_preview(self, event: PreviewEvent) -> None:
+        self._advance(event.candidate.timestamp_ns)
+        self._preview = _Shown(event.candidate, event.keyframe, np.asarray(event.world_from_camera, np.float64))
 
     def on_selection(self, event: SelectionEvent) -> None:
         selection = event.selection
@@ -173,6 +200,7 @@ class OverlayTracker(Sink):
             self._seen_ids.add(selection.selection_id)
             self.selections += 1
         self._shown = _Shown(selection, event.keyframe, np.asarray(event.world_from_camera, dtype=np.float64))
+        self._preview = None
 
     def on_reject(self, selection: Selection) -> None:
         self.rejected += 1
@@ -202,7 +230,8 @@ class OverlayTracker(Sink):
             gaze_xy=gaze_xy,
             trail_xy=trail,
             fixation=fixation,
-            mask=self._mask_layer(frame, world_from_camera),
+            mask=None if self._shown is None else self._mask_layer(self._shown, frame, world_from_camera),
+            preview=None if self._preview is None else self._mask_layer(self._preview, frame, world_from_camera),
             hud=self.hud_text(),
         )
 
@@ -250,10 +279,8 @@ class OverlayTracker(Sink):
         centre_xy = (float(pixels[0, 0]), float(pixels[0, 1]))
         return FixationMark(centre_xy, max(radius_px, 6.0), f"{fixation.duration_ns / 1e6:.0f} ms")
 
-    def _mask_layer(self, frame: Frame, world_from_camera: Transform | None) -> MaskMark | None:
-        shown = self._shown
-        if shown is None:
-            return None
+    def _mask_layer(self, shown: _Shown, frame: Frame, world_from_camera: Transform | None) -> MaskMark | None:
+        """``shown``'s mask on ``frame``: carried there through its lifted points when it is another frame."""
         selection = shown.selection
         mask = selection.mask
         points = np.asarray(selection.prompt_points_xy, dtype=np.float64)
@@ -273,12 +300,12 @@ class OverlayTracker(Sink):
                 points, _ = project_points(self.camera, camera_points)
         if mask.shape != frame.rgb.shape[:2]:
             return None
-        label = f"#{selection.selection_id} {selection.score:.2f}"
+        label = f"#{selection.selection_id} {selection.score:.2f}" if selection.selection_id else "preview"
         if frame.index != shown.keyframe.index:
             label += f" (frame {shown.keyframe.index})"
         return MaskMark(
             mask,
-            selection_colour(selection.selection_id),
+            selection_colour(selection.selection_id) if selection.selection_id else PREVIEW_RGB,
             label,
             points.astype(np.float32),
             np.asarray(selection.prompt_labels, dtype=np.int32),
