@@ -12,6 +12,7 @@ Importing this package imports Open3D (about 0.3 s); the GLB writer also needs t
 
 from __future__ import annotations
 
+from xrseg.lift.bordercut import BorderCut
 from xrseg.lift.borders import BorderFilter, reliable_pixels
 from xrseg.lift.export import EXPORT_FORMATS, MetadataValue, export_mesh, read_metadata
 from xrseg.lift.follow import Decoder, FollowParams, FollowResult, ObjectFollower
@@ -21,6 +22,7 @@ from xrseg.lift.pointcloud import LiftResult, OutlierRemoval, lift_mask, remove_
 
 __all__ = [
     "EXPORT_FORMATS",
+    "BorderCut",
     "BorderFilter",
     "Decoder",
     "FollowParams",

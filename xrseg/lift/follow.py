@@ -5,6 +5,11 @@ included, :func:`xrseg.geometry.project_points`), keeps the ones the frame's dep
 occluded, not moved), rasterises them into a silhouette, builds a prompt (a few positive points deep inside the
 silhouette plus the visible points' bounding box), asks the decoder for a mask and checks that mask against the
 silhouette. When anything does not add up it stops with a reason instead of drifting onto another object.
+
+An object the image border cut on the frame it was selected on (:class:`BorderCut`) is known only up to that
+border, and its silhouette and box cover just that part. Once the cut comes into view, the follower also asks the
+decoder without the box and keeps that larger mask when it covers the silhouette and what it adds lies where the
+selection's frame could not see: beyond the cut edge of that frame's image (lifted with this frame's depth).
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ import numpy as np
 import numpy.typing as npt
 
 from xrseg.errors import InputError
-from xrseg.geometry import in_image, invert_transform, project_points, transform_points
+from xrseg.geometry import in_image, invert_transform, project_points, transform_points, unproject_pixels
+from xrseg.lift.bordercut import BorderCut
 from xrseg.masks import mask_iou
 from xrseg.types import CameraModel, as_transform
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Decoder", "FollowParams", "FollowResult", "ObjectFollower"]
+__all__ = ["BorderCut", "Decoder", "FollowParams", "FollowResult", "ObjectFollower"]
 
 Decoder = Callable[
     [npt.NDArray[np.float32], npt.NDArray[np.int32], "npt.NDArray[np.float32] | None"], npt.NDArray[np.bool_]
@@ -45,6 +51,11 @@ class FollowParams:
     agreement test, dilated by ``silhouette_dilate_px``; the new mask must reach ``min_iou`` against that
     dilated silhouette and contain ``min_coverage`` of the visible projected points; ``box_margin_px`` pads
     the prompt box; ``max_points`` caps the points projected per frame (a deterministic stride beyond it).
+
+    For an object the border cut (:class:`BorderCut`): the box-free mask is tried when at least
+    ``min_cut_points`` of the cut's points project at least ``cut_inset_px`` inside the image; it is kept when it
+    covers ``min_coverage`` of the visible points, is at most ``max_growth`` times the dilated silhouette's area,
+    and ``min_beyond_cut`` of what it adds outside the dilated silhouette (pixels with depth) lies beyond the cut.
     """
 
     n_positive_points: int = 3
@@ -57,6 +68,10 @@ class FollowParams:
     min_coverage: float = 0.6
     box_margin_px: float = 4.0
     max_points: int = 60_000
+    min_cut_points: int = 5
+    cut_inset_px: float = 8.0
+    max_growth: float = 3.0
+    min_beyond_cut: float = 0.75
 
     def __post_init__(self) -> None:
         if self.n_positive_points < 1 or self.min_visible_points < 1 or self.max_points < 1:
@@ -67,6 +82,10 @@ class FollowParams:
             raise InputError("min_iou and min_coverage must be in [0, 1]")
         if not (self.visibility_tolerance_m > 0 and self.visibility_relative >= 0):
             raise InputError("visibility_tolerance_m must be positive and visibility_relative >= 0")
+        if self.min_cut_points < 1 or self.cut_inset_px < 0 or self.max_growth < 1.0:
+            raise InputError("min_cut_points must be >= 1, cut_inset_px >= 0 and max_growth >= 1")
+        if not 0.0 <= self.min_beyond_cut <= 1.0:
+            raise InputError("min_beyond_cut must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -79,7 +98,9 @@ class FollowResult:
     ``coverage`` the share of visible projected points inside that mask (both NaN when no mask was decoded).
     ``prompt_points_xy`` Nx2 float32, ``prompt_labels`` N int32 and ``box_xyxy`` (4 float32 or None) are the
     prompt sent to the decoder (empty when none was sent); ``visible_points`` how many projected points the
-    frame's depth confirmed; ``silhouette`` HxW bool (closed, not dilated) or None when not computed.
+    frame's depth confirmed; ``silhouette`` HxW bool (closed, not dilated) or None when not computed;
+    ``grown`` True when the mask is the box-free one kept for an object the border cut (the prompt then had no
+    box: ``box_xyxy`` is None).
     """
 
     mask: npt.NDArray[np.bool_] | None
@@ -91,6 +112,7 @@ class FollowResult:
     box_xyxy: npt.NDArray[np.float32] | None
     visible_points: int
     silhouette: npt.NDArray[np.bool_] | None = None
+    grown: bool = False
 
     @property
     def followed(self) -> bool:
@@ -130,11 +152,15 @@ def _farthest_points(candidates_xy: npt.NDArray[np.float64], first: int, count: 
 
 
 class ObjectFollower:
-    """Follows one object, given as Nx3 float64 world points (metres), e.g. ``lift_mask(...).points_world_m``."""
+    """Follows one object, given as Nx3 float64 world points (metres), e.g. ``lift_mask(...).points_world_m``;
+    ``cut`` where the image border cut it on its selection's frame (:meth:`BorderCut.of`; None when it did not)."""
 
-    def __init__(self, points_world_m: npt.ArrayLike, params: FollowParams | None = None) -> None:
+    def __init__(
+        self, points_world_m: npt.ArrayLike, params: FollowParams | None = None, cut: BorderCut | None = None
+    ) -> None:
         self.params = params or FollowParams()
         self.points_world_m = points_world_m  # validated by the setter
+        self.cut = cut
 
     @property
     def points_world_m(self) -> npt.NDArray[np.float64]:
@@ -178,17 +204,20 @@ class ObjectFollower:
         silhouette_u8 = _silhouette(visible, shape, params.close_px)
         points_xy = _positive_points(silhouette_u8, visible, params.n_positive_points)
         labels = np.ones(points_xy.shape[0], dtype=np.int32)
-        box = _prompt_box(visible, shape, params.box_margin_px)
-        mask = np.asarray(decode(points_xy, labels, box))
-        if mask.shape != shape:
-            raise InputError(f"decoder returned a mask of shape {mask.shape}, expected {shape}")
-        mask = mask.astype(np.bool_, copy=False)
+        box: npt.NDArray[np.float32] | None = _prompt_box(visible, shape, params.box_margin_px)
+        mask = _decoded(decode, points_xy, labels, box, shape)
+        grown = False
+        if self.cut is not None and self._cut_in_view(camera, world_from_camera_t):
+            assert depth_m is not None  # _visible_pixels stops without depth
+            wider = _decoded(decode, points_xy, labels, None, shape)
+            if self._grows_past_cut(wider, silhouette_u8, visible, depth_m, camera, world_from_camera_t):
+                mask, box, grown = wider, None, True
         if not mask.any():
             reason: str | None = "decoder returned an empty mask"
             iou, coverage = 0.0, 0.0
         else:
             iou, coverage = _agreement(mask, silhouette_u8, visible, params.silhouette_dilate_px)
-            reason = _disagreement(iou, coverage, params)
+            reason = None if grown else _disagreement(iou, coverage, params)
         if reason is not None:
             logger.info("follow stopped: %s", reason)
         return FollowResult(
@@ -201,7 +230,51 @@ class ObjectFollower:
             box,
             visible.count,
             silhouette_u8.astype(np.bool_),
+            grown,
         )
+
+    def _cut_in_view(self, camera: CameraModel, world_from_camera: npt.NDArray[np.float64]) -> bool:
+        """Whether enough of the cut's rim projects well inside this frame (what lay past it may show now)."""
+        assert self.cut is not None
+        pixels, _ = project_points(
+            camera, transform_points(invert_transform(world_from_camera), self.cut.rim_world_m)
+        )
+        inset = self.params.cut_inset_px
+        with np.errstate(invalid="ignore"):
+            inside = (
+                (pixels[:, 0] >= inset)
+                & (pixels[:, 0] <= camera.width_px - 1 - inset)
+                & (pixels[:, 1] >= inset)
+                & (pixels[:, 1] <= camera.height_px - 1 - inset)
+            )
+        return int(np.count_nonzero(inside)) >= self.params.min_cut_points
+
+    def _grows_past_cut(
+        self,
+        mask: npt.NDArray[np.bool_],
+        silhouette_u8: npt.NDArray[np.uint8],
+        visible: _VisiblePixels,
+        depth_m: npt.NDArray[np.float32],
+        camera: CameraModel,
+        world_from_camera: npt.NDArray[np.float64],
+    ) -> bool:
+        """Whether the box-free ``mask`` is the object grown past the cut (see :class:`FollowParams`)."""
+        assert self.cut is not None
+        params = self.params
+        dilated = np.asarray(cv2.dilate(silhouette_u8, _disk(params.silhouette_dilate_px)), np.bool_)
+        if float(np.mean(mask[visible.rows, visible.cols])) < params.min_coverage:
+            return False
+        if np.count_nonzero(mask) > params.max_growth * np.count_nonzero(dilated):
+            return False
+        rows, cols = np.nonzero(mask & ~dilated)
+        depth = np.asarray(depth_m, dtype=np.float64)[rows, cols]
+        with np.errstate(invalid="ignore"):
+            has_depth = np.isfinite(depth) & (depth > 0)
+        if not has_depth.any():
+            return False
+        pixels_xy = np.column_stack([cols[has_depth], rows[has_depth]]).astype(np.float64)
+        points_world = transform_points(world_from_camera, unproject_pixels(camera, pixels_xy, depth[has_depth]))
+        return float(np.mean(self.cut.beyond(camera, points_world))) >= params.min_beyond_cut
 
     def _visible_pixels(
         self,
@@ -252,6 +325,20 @@ class _VisiblePixels:
     @property
     def count(self) -> int:
         return int(self.rows.shape[0])
+
+
+def _decoded(
+    decode: Decoder,
+    points_xy: npt.NDArray[np.float32],
+    labels: npt.NDArray[np.int32],
+    box: npt.NDArray[np.float32] | None,
+    shape: tuple[int, int],
+) -> npt.NDArray[np.bool_]:
+    """The decoder's HxW bool mask for the prompt (raises :class:`InputError` for a mask of another shape)."""
+    mask = np.asarray(decode(points_xy, labels, box))
+    if mask.shape != shape:
+        raise InputError(f"decoder returned a mask of shape {mask.shape}, expected {shape}")
+    return mask.astype(np.bool_, copy=False)
 
 
 def _silhouette(visible: _VisiblePixels, shape: tuple[int, int], close_px: int) -> npt.NDArray[np.uint8]:
