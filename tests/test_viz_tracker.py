@@ -163,13 +163,20 @@ def test_mask_carrier_subsamples_large_masks() -> None:
     assert not same[:2].any() and not same[:, :2].any()
 
 
-def test_selection_layer_on_keyframe_later_frame_and_after_reject() -> None:
-    events = sink_events((0, 0.0), (200_000_000, 0.2))
+def tracker_on_keyframe(head_x_later_m: float) -> tuple[SinkEvents, OverlayTracker, FrameEvent, np.ndarray]:
+    """A tracker that saw keyframe 3 at t = 0 (the head at x = 0, then at ``head_x_later_m`` 200 ms later), and a
+    20x20 mask on it."""
+    events = sink_events((0, 0.0), (200_000_000, head_x_later_m))
     tracker = OverlayTracker(CAMERA)
     key = events.frame(frame(3, 0))
     tracker.on_frame(key)
     mask = np.zeros((48, 64), dtype=bool)
     mask[10:30, 20:40] = True
+    return events, tracker, key, mask
+
+
+def test_selection_layer_on_keyframe_later_frame_and_after_reject() -> None:
+    events, tracker, key, mask = tracker_on_keyframe(0.2)
     selection = make_selection(7, mask, key.frame)
     tracker.on_selection(events.selection(selection, key.frame, world_from_camera_at(0.0)))
     on_key = tracker.layers(key).mask
@@ -187,12 +194,7 @@ def test_selection_layer_on_keyframe_later_frame_and_after_reject() -> None:
 
 
 def test_hover_preview_is_drawn_lightly_until_a_selection_or_the_fixations_end() -> None:
-    events = sink_events((0, 0.0), (200_000_000, 0.0))
-    tracker = OverlayTracker(CAMERA)
-    key = events.frame(frame(3, 0))
-    tracker.on_frame(key)
-    mask = np.zeros((48, 64), dtype=bool)
-    mask[10:30, 20:40] = True
+    events, tracker, key, mask = tracker_on_keyframe(0.0)
     candidate = make_selection(0, mask, key.frame)
     tracker.on_preview(PreviewEvent(candidate, key.frame, world_from_camera_at(0.0)))
     layers = tracker.layers(key)
