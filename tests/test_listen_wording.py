@@ -20,7 +20,7 @@ def test_listen_says_what_it_waits_for(capsys: pytest.CaptureFixture[str]) -> No
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     assert main(["listen", endpoint, "--timeout", "0.2"]) == 0
     err = capsys.readouterr().err
-    assert err.startswith(f"xrseg listen: waiting for fixation, selection, stats events on {endpoint}")
+    assert err.startswith(f"xrseg listen: waiting for fixation, selection, stats, preview events on {endpoint}")
     assert main(["-q", "listen", endpoint, "--timeout", "0.2"]) == 0
     assert "waiting" not in capsys.readouterr().err
 

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import requires_reference, skip_or_fail
 from xrseg.cli import main
 from xrseg.errors import InputError, ModelError, UsageError
+from xrseg.sam import transforms
 from xrseg.sam.engine import SamEngine, choose_best, stability_scores
 from xrseg.sam.records import ImageEmbedding
 
@@ -171,6 +172,19 @@ def test_bad_prompts_raise_clear_errors(engine: SamEngine, kwargs: dict, message
 def test_bad_images_raise_clear_errors(engine: SamEngine, image) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InputError, match="image must be"):
         engine.encode(image)
+
+
+def test_an_encoder_input_reused_across_image_sizes_is_the_fresh_one(engine: SamEngine, sample_images) -> None:
+    """The engine writes every image into one input tensor: a wide image after a tall one (whose pixels lie
+    where the wide one's padding is) must give the tensor, and so the embedding, of a fresh encoder."""
+    wide = next(iter(sample_images.values()))  # 640x480
+    tall = np.ascontiguousarray(wide.transpose(1, 0, 2))  # 480x640
+    fresh, _ = transforms.preprocess(wide)
+    engine.encode(tall)
+    reused, _ = transforms.preprocess(wide, out=engine._input)
+    assert reused is engine._input and np.array_equal(reused, fresh)
+    with pytest.raises(InputError, match="C-contiguous"):
+        transforms.preprocess(wide, out=np.zeros((1, 3, 1024, 1024), np.float64))
 
 
 def test_foreign_embedding_is_refused(engine: SamEngine) -> None:

@@ -182,6 +182,8 @@ class SamEngine:
         self._decoder = _session(self.decoder_path, self.config)
         self._last: ImageEmbedding | None = None
         self._no_mask = np.zeros((1, 1, transforms.LOW_RES_SIZE, transforms.LOW_RES_SIZE), np.float32)
+        self._input = np.zeros((1, 3, transforms.MODEL_SIZE, transforms.MODEL_SIZE), np.float32)
+        """The encoder's input, written in place for every image (:func:`transforms.preprocess`)."""
         log.info("SAM engine on %s", ", ".join(self.providers))
 
     @classmethod
@@ -208,7 +210,7 @@ class SamEngine:
 
     def encode(self, image: npt.NDArray[np.uint8]) -> ImageEmbedding:
         """Encode an HxWx3 uint8 RGB image of any size into an :class:`ImageEmbedding`."""
-        tensor, input_size = transforms.preprocess(image)
+        tensor, input_size = transforms.preprocess(image, out=self._input)
         (embedding,) = self._encoder.run(["image_embeddings"], {"image": tensor})  # type: ignore[attr-defined]
         result = ImageEmbedding(
             embedding=np.ascontiguousarray(embedding, dtype=np.float32),
