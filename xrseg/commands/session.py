@@ -64,16 +64,7 @@ def _register_aria(actions: argparse._SubParsersAction) -> None:
         metavar=("W", "H", "FX", "FY", "CX", "CY"),
         help="CSV only: pinhole camera model (no distortion), looking along the head's forward axis",
     )
-    aria.add_argument(
-        "--select-at",
-        type=float,
-        nargs="+",
-        default=(),
-        metavar="S",
-        help="add SELECT events (as a button press records) S seconds after the first frame",
-    )
-    aria.add_argument("--name", help="session name (default: the file name)")
-    aria.add_argument("--overwrite", action="store_true", help="replace an existing session at --out")
+    _add_session_arguments(aria, "the file name")
     aria.set_defaults(func=_import_aria)
 
 
@@ -88,7 +79,13 @@ def _register_neon(actions: argparse._SubParsersAction) -> None:
     neon.add_argument("--out", type=Path, required=True, help="session directory to create")
     neon.add_argument("--frame-step", type=int, default=1, help="keep every n-th scene frame (default 1)")
     neon.add_argument("--max-frames", type=int, help="import at most this many scene frames")
-    neon.add_argument(
+    _add_session_arguments(neon, "the folder name")
+    neon.set_defaults(func=_import_neon)
+
+
+def _add_session_arguments(parser: argparse.ArgumentParser, default_name: str) -> None:
+    """An importer's options for the session it writes: SELECT events to add, its name, --overwrite."""
+    parser.add_argument(
         "--select-at",
         type=float,
         nargs="+",
@@ -96,9 +93,8 @@ def _register_neon(actions: argparse._SubParsersAction) -> None:
         metavar="S",
         help="add SELECT events (as a button press records) S seconds after the first frame",
     )
-    neon.add_argument("--name", help="session name (default: the folder name)")
-    neon.add_argument("--overwrite", action="store_true", help="replace an existing session at --out")
-    neon.set_defaults(func=_import_neon)
+    parser.add_argument("--name", help=f"session name (default: {default_name})")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing session at --out")
 
 
 def _check(args: argparse.Namespace) -> int:
