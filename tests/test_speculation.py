@@ -62,3 +62,13 @@ def test_the_same_world_target_counts_through_a_head_turn() -> None:
     assert speculator.take(1000 * _MS, _fixation(1500, 2500, right_deg=10.0)) is LOOK_AHEAD
     speculator.keep(1100 * _MS, _fixation(1000, 1000), LOOK_AHEAD)
     assert speculator.take(1000 * _MS, _fixation(1500, 2500, right_deg=10.0 + 2 * SAME_TARGET_DEG)) is None
+
+
+def test_a_new_fixation_is_looked_ahead_at_once_not_an_interval_later() -> None:
+    speculator = Speculator(INTERVAL_MS, _poses({0: 0.0}))
+    assert speculator.due(1000 * _MS, 1000 * _MS)
+    speculator.tried(1030 * _MS, 1000 * _MS)
+    assert not speculator.due(1060 * _MS, 1000 * _MS)  # the same fixation: one interval later
+    assert not speculator.due(1060 * _MS, None)  # between fixations
+    assert speculator.due(1080 * _MS, 1070 * _MS)  # a saccade, then a new fixation
+    assert speculator.due(1130 * _MS, 1000 * _MS)

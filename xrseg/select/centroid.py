@@ -188,6 +188,11 @@ class CentroidDetector:
             self._detected_ns = t
         return out
 
+    @property
+    def start_ns(self) -> int | None:
+        """The start of the candidate fixation in progress, or None (cheaper than :meth:`in_progress`)."""
+        return self._start_ns
+
     def in_progress(self, min_duration_ns: int = 0) -> Fixation | None:
         """The candidate fixation so far (any length of at least ``min_duration_ns``), or None."""
         if (

@@ -375,13 +375,13 @@ class Pipeline:
     def _speculate(self, now_ns: int) -> None:
         """Decode what a SELECT press now would select, ahead of the press (:mod:`xrseg.select.speculation`)."""
         ahead = self._speculator
-        if ahead is None or self._pending or not ahead.due(now_ns):
+        if ahead is None or self._pending or not ahead.due(now_ns, self._gaze.detector.start_ns):
             return
         preview = self._gaze.preview(now_ns)
         if preview is None:
             return
-        trigger = preview[1]
-        ahead.tried(now_ns)
+        start_ns, trigger = preview
+        ahead.tried(now_ns, start_ns)
         if self._is_selected(trigger.fixation):
             return
         keyframe = self._choose_keyframe(trigger)

@@ -66,14 +66,21 @@ class Speculator:
         self._poses = poses
         self._ahead: _Ahead | None = None
         self._last_ns: int | None = None
+        self._last_start_ns: int | None = None
 
-    def due(self, now_ns: int) -> bool:
-        """True when the last look-ahead is at least one interval old (gaze time)."""
-        return self._last_ns is None or now_ns - self._last_ns >= self.interval_ns
+    def due(self, now_ns: int, fixation_start_ns: int | None) -> bool:
+        """True when the last look-ahead is at least one interval old (gaze time), or the fixation in progress
+        (its start, None between fixations) is not the one it was tried on: a new fixation is decoded at once,
+        which is what a press soon after a saccade needs."""
+        if self._last_ns is None or now_ns - self._last_ns >= self.interval_ns:
+            return True
+        return fixation_start_ns is not None and fixation_start_ns != self._last_start_ns
 
-    def tried(self, now_ns: int) -> None:
-        """A look-ahead was attempted at ``now_ns`` (made or not): the next is due one interval later."""
+    def tried(self, now_ns: int, fixation_start_ns: int) -> None:
+        """A look-ahead was attempted at ``now_ns`` (made or not) on the fixation that started at
+        ``fixation_start_ns``: the next is due one interval later, or at the next fixation."""
         self._last_ns = now_ns
+        self._last_start_ns = fixation_start_ns
 
     def clear(self) -> None:
         """Forget the look-ahead (the prompt's inputs changed, e.g. a REJECT added a negative point)."""
