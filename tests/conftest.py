@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -17,6 +18,12 @@ import numpy as np
 import pytest
 
 from xrseg.errors import ModelError
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    # A test run started in the background of a non-interactive shell (`nohup ... &`) inherits SIGINT ignored,
+    # and so would every process it starts: the Ctrl-C tests would test nothing. They are about a SIGINT that
+    # arrives, so the suite takes Python's own handler back (children then start with the default).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 HAS_REFERENCE = all(importlib.util.find_spec(m) is not None for m in ("torch", "mobile_sam"))
 REQUIRE_ALL = os.environ.get("XRSEG_REQUIRE_ALL") == "1"
