@@ -146,5 +146,4 @@ def test_on_a_ray_cast_frame_the_group_gives_way_to_the_sphere() -> None:
     choice = choose_mask(case.prediction, case.depth_m, np.array([case.gaze_xy]), POSITIVE)
     assert (choice.index, choice.reason) == (1, ChoiceReason.DEPTH_GROUP)
     assert look_through_point(case.prediction.masks[1], case.depth_m, case.gaze_xy) is None
-    times_ms = bench_mask_choice(iterations=3)
-    assert len(times_ms) == 3 and all(t > 0 for t in times_ms)
+    assert len(bench_mask_choice(iterations=3)) == 3  # the benchmark runs this case (speed lives in xrseg bench)

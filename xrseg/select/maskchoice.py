@@ -34,9 +34,9 @@ nearer surface just outside it, the user was almost certainly looking at that ne
 of a degree of tracker error, not at the background through its hole; the pipeline prompts again at the nearest
 pixel of the enclosing surface and applies the same choice.
 
-All of it needs depth; without it (``depth_m`` None or empty) SAM's choice stands. Costs 5.6 ms p50 on a 640x480
-frame on our shared 2-core machine (``mask_choice_ms`` in ``xrseg bench``, 2026-11-25): two depth-edge passes, one
-connected-components pass, and box filters over the chosen mask's bounding box.
+All of it needs depth; without it (``depth_m`` None or empty) SAM's choice stands. Its cost per selection is
+``mask_choice_ms`` in ``xrseg bench`` (docs/benchmarks.md): two depth-edge passes, one connected-components pass,
+and box filters over the chosen mask's bounding box.
 """
 
 from __future__ import annotations
