@@ -1,8 +1,10 @@
 """The mask ready at the click: the fixation in progress is decoded ahead, so a SELECT finds its mask made.
 
 In asynchronous mode (live, ``--realtime``) the pipeline decodes what a SELECT press would select, every
-``speculate_ms`` while a fixation is in progress, on the newest usable keyframe. A press during the same
-fixation takes the latest look-ahead instead of decoding again: click-to-mask becomes the time to publish.
+``speculate_ms`` while a fixation is in progress and at once when a new one begins, on the newest usable
+keyframe; each look-ahead is also shown as a hover preview (:class:`~xrseg.sinks.base.PreviewEvent`). A press
+during the same fixation takes the latest look-ahead instead of decoding again: click-to-mask becomes the time to
+publish.
 
 *The same fixation* is judged by where it looks, not by its start time: the fixation detector revises a
 fixation's start as samples arrive (by tens of milliseconds), so the look-ahead counts when it was made at
