@@ -88,17 +88,26 @@ class GazePath:
 
     def on_select(self, event: InputEvent) -> Trigger | None:
         """The trigger for a SELECT press at ``event.timestamp_ns`` (module docstring), or None."""
-        opts = self.options
-        in_progress = self.preview(event.timestamp_ns)
-        if in_progress is not None:
-            return dataclasses.replace(in_progress[1], reason="event")
-        tolerance_ns = int(opts.click_tolerance_ms * _MS)
-        ended = self.detector.last_ended()
-        if ended is not None and 0 <= event.timestamp_ns - ended.end_ns <= tolerance_ns:
-            return Trigger(event.timestamp_ns, self._recent(ended, ended.end_ns), "event")
+        pressed = self.pressed(event.timestamp_ns)
+        if pressed is not None:
+            fixation, until_ns = pressed
+            return Trigger(event.timestamp_ns, self._recent(fixation, until_ns), "event")
         newest = self.history.newest_usable()
+        tolerance_ns = int(self.options.click_tolerance_ms * _MS)
         if newest is not None and abs(event.timestamp_ns - newest.timestamp_ns) <= tolerance_ns:
             return Trigger(event.timestamp_ns, fixation_from_samples([newest]), "event")
+        return None
+
+    def pressed(self, now_ns: int) -> tuple[Fixation, int] | None:
+        """The whole fixation a SELECT press at ``now_ns`` selects, and when its recent samples end: the one in
+        progress (until ``now_ns``), else the last ended one within ``click_tolerance_ms`` (until its end); None
+        when neither (:meth:`on_select` then falls back to the newest usable sample)."""
+        current = self.detector.in_progress(int(self.options.click_min_ms * _MS))
+        if current is not None:
+            return current, now_ns
+        ended = self.detector.last_ended()
+        if ended is not None and 0 <= now_ns - ended.end_ns <= int(self.options.click_tolerance_ms * _MS):
+            return ended, ended.end_ns
         return None
 
     def preview(self, now_ns: int) -> tuple[int, Trigger] | None:
@@ -109,13 +118,10 @@ class GazePath:
             return None
         return current.start_ns, Trigger(now_ns, self._recent(current, now_ns), "preview")
 
-    def press_fixation_start_ns(self) -> int | None:
-        """The start of the fixation a press now would select (as :meth:`on_select` finds it: the one in
-        progress, else the last ended), or None."""
-        current = self.detector.in_progress(int(self.options.click_min_ms * _MS))
-        if current is None:
-            current = self.detector.last_ended()
-        return None if current is None else current.start_ns
+    def press_fixation_start_ns(self, now_ns: int) -> int | None:
+        """The start of the whole fixation a press at ``now_ns`` selects (:meth:`pressed`), or None."""
+        pressed = self.pressed(now_ns)
+        return None if pressed is None else pressed[0].start_ns
 
     def _recent(self, fixation: Fixation, until_ns: int) -> Fixation:
         """``fixation`` cut to its samples of the last ``click_window_ms`` before ``until_ns``."""

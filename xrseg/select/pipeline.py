@@ -397,7 +397,7 @@ class Pipeline:
         """The look-ahead decision for a SELECT ``trigger``, if one was made for this fixation."""
         if self._speculator is None:
             return None
-        return self._speculator.take(self._gaze.press_fixation_start_ns(), trigger.fixation)
+        return self._speculator.take(self._gaze.press_fixation_start_ns(trigger.timestamp_ns), trigger.fixation)
 
     def _learn_bias(self, selection: Selection, made: Made) -> None:
         """The selection's offset from its raw gaze to its mask is an observation of the tracker's bias."""
