@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from xrseg.cli import build_parser
 from xrseg.commands.pipeline_args import run_options
 from xrseg.config import FOLLOW_FRAMES, OutputOptions, PipelineOptions, PublishOptions
+from xrseg.errors import UsageError
 
 
 def test_the_command_lines_defaults_are_the_configurations() -> None:
@@ -45,3 +48,16 @@ def test_every_option_reaches_the_record() -> None:
         "tcp://127.0.0.1:5560", (Path("k"), Path("d")), insecure=True, preview=True
     )
     assert options.command == "eval" and options.quiet
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--publish-preview", "--realtime"], "without --publish ENDPOINT, --publish-preview would do nothing"),
+        (["--publish-insecure"], "without --publish ENDPOINT, --publish-insecure would do nothing"),
+        (["--publish", "tcp://127.0.0.1:5", "--publish-preview"], "--publish-preview needs an asynchronous run"),
+    ],
+)
+def test_a_publishing_option_that_would_do_nothing_is_refused(argv: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        run_options(build_parser().parse_args(["replay", "SESSION", *argv]))

@@ -16,6 +16,7 @@ from xrseg.config import (
     PublishOptions,
     RunOptions,
 )
+from xrseg.errors import UsageError
 from xrseg.select.candidates import CandidateOptions
 from xrseg.select.gaze_path import GazeOptions
 from xrseg.select.recalibration import RecalibrationOptions
@@ -181,7 +182,7 @@ def run_options(args: argparse.Namespace, *, realtime: bool | None = None) -> Ru
             providers=tuple(args.providers) if args.providers else None,
             encoder_endpoint=args.encoder,
         ),
-        publish=_publish_options(args),
+        publish=_publish_options(args, is_realtime),
         command=str(getattr(args, "command", None) or "pipeline"),
         quiet=bool(getattr(args, "quiet", False)),
     )
@@ -202,9 +203,26 @@ def _pipeline_options(args: argparse.Namespace, realtime: bool) -> PipelineOptio
     )
 
 
-def _publish_options(args: argparse.Namespace) -> PublishOptions | None:
+def _publish_options(args: argparse.Namespace, realtime: bool) -> PublishOptions | None:
+    """The publisher's options; UsageError for a publishing option that would do nothing."""
+    given = [
+        flag
+        for flag, on in (
+            ("--publish-curve", args.publish_curve is not None),
+            ("--publish-insecure", args.publish_insecure),
+            ("--publish-preview", args.publish_preview),
+        )
+        if on
+    ]
     if not args.publish:
+        if given:
+            raise UsageError(f"without --publish ENDPOINT, {' and '.join(given)} would do nothing")
         return None
+    if args.publish_preview and not realtime:
+        raise UsageError(
+            "--publish-preview needs an asynchronous run (--realtime, or `xrseg run`): a deterministic replay "
+            "decodes at the press and has no hover preview"
+        )
     keys = args.publish_curve
     curve = None if keys is None else (Path(keys[0]), Path(keys[1]))
     return PublishOptions(
