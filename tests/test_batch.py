@@ -203,7 +203,7 @@ def test_ctrl_c_leaves_a_consistent_batch_json(tmp_path: Path) -> None:
     assert report["interrupted"] is True and report["complete"] is False
     assert [s["status"] for s in report["sessions"]] == ["interrupted"]
     run_state = json.loads(summary.read_text())
-    assert run_state["complete"] is False and run_state["run"]["outcome"] == "interrupted"
+    assert run_state["complete"] is False and run_state["run"]["outcome"] == "interrupted", run_state["run"]
     assert not Path(f"/proc/{run_state['run']['pid']}").exists()
     assert not (out / "desk-near" / "result.json").exists()
     assert [p.name for p in (out / "desk-near").iterdir() if p.name.startswith(".")] == []

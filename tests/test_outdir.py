@@ -60,8 +60,24 @@ def _summary(out: Path) -> dict[str, Any]:
     return dict(json.loads((out / "summary.json").read_text()))
 
 
+def _failed_while_stopping() -> OSError:
+    """An error raised while unwinding from a Ctrl-C (its ``__context__`` is the interrupt)."""
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise OSError("cleanup failed") from None
+    except OSError as err:
+        return err
+
+
 @pytest.mark.parametrize(
-    ("error", "outcome"), [(InputError("bad frame"), "failed"), (KeyboardInterrupt(), "interrupted")]
+    ("error", "outcome"),
+    [
+        (InputError("bad frame"), "failed"),
+        (KeyboardInterrupt(), "interrupted"),
+        (_failed_while_stopping(), "interrupted"),
+    ],
 )
 def test_a_run_that_stops_early_says_so_and_leaves_no_temporary_file(
     tmp_path: Path, error: BaseException, outcome: str

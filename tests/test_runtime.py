@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -229,3 +230,33 @@ def test_replay_command_errors_are_one_line(tmp_path: Path, capsys: pytest.Captu
     a_file.write_text("x")
     assert main(["replay", str(SCENES / "desk-near"), "--out", str(a_file)]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+class _FailsToFinish(Sink):
+    """A sink whose finish fails, like one left half-made by the interrupt."""
+
+    def finish(self) -> None:
+        raise RuntimeError("half-made state")
+
+
+def test_an_interrupt_survives_a_sink_that_fails_while_stopping(engine, session: Session) -> None:
+    """Ctrl-C in the middle of a replay: the sinks still close, and a sink failing on the way out does not turn
+    the interrupt into an error (the run would say ``failed``, not ``interrupted``)."""
+    recorder = Recorder()
+    pipeline = Pipeline(
+        session.header.camera, session.header.head_from_camera, engine, sinks=[_FailsToFinish(), recorder]
+    )
+
+    def interrupted():  # type: ignore[no-untyped-def]
+        for index, item in enumerate(ReplaySource(session)):
+            if index == 200:
+                raise KeyboardInterrupt
+            yield item
+
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(interrupted())
+    assert recorder.closed and recorder.frames > 0
+    # Without an interrupt, the same failure is the run's error.
+    pipeline = Pipeline(session.header.camera, session.header.head_from_camera, engine, sinks=[_FailsToFinish()])
+    with pytest.raises(RuntimeError, match="half-made state"):
+        pipeline.run(itertools.islice(ReplaySource(session), 50))

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from xrseg import __version__, commands
 from xrseg.errors import XrsegError
-from xrseg.interrupts import EXIT_TERMINATED, Terminated, sigterm_raises
+from xrseg.interrupts import EXIT_TERMINATED, Terminated, interrupt_in, sigterm_raises
 
 log = logging.getLogger("xrseg")
 
@@ -97,6 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`xrseg ... | head`): not an error of ours. Silence the flush at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as err:
+        interrupt = interrupt_in(err)
+        if interrupt is None:
+            raise
+        # Cleanup that failed on the way out of a Ctrl-C / SIGTERM: the run was still stopped by the signal.
+        log.warning("while stopping: %s: %s", type(err).__name__, err)
+        terminated = isinstance(interrupt, Terminated)
+        print("xrseg: terminated" if terminated else "xrseg: interrupted", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

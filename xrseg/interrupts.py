@@ -8,9 +8,10 @@ the command unwinds like an interrupted one. SIGKILL cannot be caught: the next 
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -37,3 +38,35 @@ def sigterm_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def interrupt_in(error: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C / SIGTERM that ``error`` is, or was raised while unwinding from (cleanup that failed half-way:
+    a module import the signal cut short, a sink's half-made state); None when there is none."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__context__
+    return None
+
+
+@contextmanager
+def closes_with(close: Callable[[], None], logger: logging.Logger) -> Iterator[None]:
+    """Call ``close`` when the block ends, however it ends. After a Ctrl-C / SIGTERM, an error from ``close``
+    is logged and the interrupt goes on (it would otherwise replace it, and the run would say ``failed``
+    rather than ``interrupted``); otherwise ``close``'s errors propagate as they are."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        try:
+            close()
+        except Exception as err:
+            logger.warning("while stopping after an interrupt: %s: %s", type(err).__name__, err)
+        raise
+    except BaseException:
+        close()
+        raise
+    close()

@@ -28,6 +28,7 @@ from xrseg.batch.records import (
 from xrseg.batch.tasks import run_task
 from xrseg.errors import XrsegError
 from xrseg.fileio import write_json_atomic
+from xrseg.interrupts import interrupt_in
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,10 @@ def run_job(job: SessionJob) -> SessionResult:
     started = time.perf_counter()
     try:
         figures = run_task(job)
-    except XrsegError as err:
-        result = failed(job, str(err), time.perf_counter() - started, host)
-    except Exception as err:  # one session's bug or crash must not stop the batch: recorded with its type
-        log.error("%s failed:\n%s", job.name, traceback.format_exc())
-        result = failed(job, f"{type(err).__name__}: {err}", time.perf_counter() - started, host)
+    except Exception as err:
+        if interrupt_in(err) is not None:  # cleanup that failed on the way out of a Ctrl-C / SIGTERM: stopped
+            raise KeyboardInterrupt(f"interrupted ({type(err).__name__} while stopping: {err})") from err
+        result = _failed(job, err, time.perf_counter() - started, host)
     else:
         result = SessionResult(
             name=job.name,
@@ -67,6 +67,14 @@ def run_job(job: SessionJob) -> SessionResult:
         )
     write_json_atomic(result_path(job), result.to_dict())
     return result
+
+
+def _failed(job: SessionJob, err: Exception, wall_s: float, host: str) -> SessionResult:
+    if isinstance(err, XrsegError):
+        return failed(job, str(err), wall_s, host)
+    # One session's bug or crash must not stop the batch: recorded with its type.
+    log.error("%s failed:\n%s", job.name, traceback.format_exc())
+    return failed(job, f"{type(err).__name__}: {err}", wall_s, host)
 
 
 def run_job_json(job_json: str) -> str:

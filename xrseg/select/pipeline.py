@@ -31,6 +31,7 @@ import numpy as np
 
 from xrseg.config import PipelineOptions
 from xrseg.errors import InputError
+from xrseg.interrupts import closes_with
 from xrseg.sam.embeddings import EmbeddingService, EncodeMode, Encoder, Keyframe
 from xrseg.sam.records import Decoder
 from xrseg.select.corrections import LatestSelection, runner_up, stepped
@@ -132,12 +133,10 @@ class Pipeline:
 
     def run(self, source: Source | Iterable[SourceItem]) -> PipelineStats:
         """Process every item of ``source`` and close the sinks; returns the statistics."""
-        try:
+        with closes_with(self.close, log):
             for item in source:
                 self.push(item)
             self.finish()
-        finally:
-            self.close()
         return self.stats
 
     def push(self, item: SourceItem) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from xrseg.errors import InputError
 from xrseg.fileio import write_json_atomic
+from xrseg.interrupts import interrupt_in
 from xrseg.sinks.outdir import prepare_out_dir, remove_leftovers
 from xrseg.sinks.runlock import OutDirLock, clean_abandoned_runs
 
@@ -107,7 +108,7 @@ class RunSummary:
         if exc is None:
             write_summary(out_dir, self.info, RunOutcome.COMPLETED, self.summary)
             return
-        outcome = RunOutcome.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RunOutcome.FAILED
+        outcome = RunOutcome.INTERRUPTED if interrupt_in(exc) is not None else RunOutcome.FAILED
         try:
             write_summary(out_dir, self.info, outcome, self._partial(), f"{type(exc).__name__}: {exc}")
         except OSError as err:
