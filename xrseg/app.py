@@ -122,12 +122,18 @@ class _Publisher(Sink):
         self.publisher.close()
 
 
-def make_engine_and_encoder(options: ModelOptions) -> tuple[Any, Any]:
-    """The engine (decodes, and encodes unless a remote encoder does) and the encoder the run uses."""
+def make_engine_and_encoder(options: ModelOptions, realtime: bool) -> tuple[Any, Any]:
+    """The engine (decodes, and encodes unless a remote encoder does) and the encoder the run uses. A
+    ``realtime`` run encodes in the background while it decodes: its graphs run with the threads and spinning
+    measured for that (:class:`~xrseg.sam.runtime.Schedule`)."""
     from xrseg.sam.engine import SamEngine
+    from xrseg.sam.runtime import Schedule
 
     providers = list(options.providers) if options.providers is not None else None
-    engine = SamEngine.from_cache(variant=options.variant, threads=options.threads, providers=providers)
+    schedule = Schedule.CONCURRENT if realtime else Schedule.SEQUENTIAL
+    engine = SamEngine.from_cache(
+        variant=options.variant, threads=options.threads, providers=providers, schedule=schedule
+    )
     encoder: Any = engine
     if options.encoder_endpoint:
         from xrseg.stream.encoder_client import RemoteEncoder
@@ -177,7 +183,7 @@ def _run_pipeline(
     from xrseg.sinks.files import summary_record
 
     realtime = options.pipeline.realtime
-    engine, encoder = make_engine_and_encoder(options.model)
+    engine, encoder = make_engine_and_encoder(options.model, realtime)
     embeddings = EmbeddingService(encoder, EncodeMode.BACKGROUND if realtime else EncodeMode.ON_DEMAND)
     pipeline = Pipeline(camera, head_from_camera, engine, encoder, options.pipeline, (), embeddings)
     run.partial = lambda: summary_record(pipeline.stats, options.pipeline, {"session": str(session_path or "")})

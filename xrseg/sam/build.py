@@ -28,6 +28,7 @@ from xrseg.sam import weights
 
 if TYPE_CHECKING:
     from xrseg.sam.choose import VariantChoice
+    from xrseg.sam.runtime import RuntimeChoice
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,22 @@ def load_verified_variant(variant: str | None = None, home: Path | None = None) 
     return paths[0], paths[1]
 
 
+def recorded_runtime(home: Path | None = None) -> RuntimeChoice:
+    """The threads and spinning ``xrseg model build`` measured on this machine (:mod:`xrseg.sam.runtime`); a
+    choice without profiles (:meth:`RuntimeProfile.fallback` for every schedule) when none is recorded, or when
+    the record is malformed (with a warning: the next build measures again)."""
+    from xrseg.sam.runtime import RuntimeChoice
+
+    record = (read_manifest(home) or {}).get("runtime_choice")
+    if record is None:
+        return RuntimeChoice({}, os.cpu_count() or 1)
+    try:
+        return RuntimeChoice.from_json(record)
+    except ValueError as err:
+        log.warning("the manifest's runtime choice is malformed (%s); using ONNX Runtime's defaults", err)
+        return RuntimeChoice({}, os.cpu_count() or 1)
+
+
 def _tool_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -235,13 +252,15 @@ def build_models(
     force: bool = False,
     progress: bool = True,
     chooser: Callable[[list[str]], VariantChoice | None] | None = None,
+    runtime_chooser: Callable[[str], RuntimeChoice | None] | None = None,
 ) -> BuildReport:
     """Make the cache complete and verified; return what had to be (re)built.
 
     ``chooser`` measures the built variants and picks this machine's default (``xrseg model build`` passes
     :func:`xrseg.sam.choose.choose_variant` on the parity photos); it runs when files were rebuilt or no choice
     is recorded; it returns None when it could not measure. Without a choice, an earlier recorded one stands,
-    else :data:`DEFAULT_VARIANT`."""
+    else :data:`DEFAULT_VARIANT`. ``runtime_chooser`` then measures the default variant's threads and spinning
+    per schedule (:func:`xrseg.sam.choose_runtime.choose_runtime`), under the same conditions."""
     models = weights.models_dir(home)
     models.mkdir(parents=True, exist_ok=True)
     try:
@@ -265,7 +284,8 @@ def build_models(
     choose_now = chooser is not None and (
         bool(todo) or variants_changed or "variant_choice" not in (manifest or {})
     )
-    if todo or manifest is None or source != "cache" or variants_changed or choose_now:
+    runtime_now = runtime_chooser is not None and (choose_now or "runtime_choice" not in (manifest or {}))
+    if todo or manifest is None or source != "cache" or variants_changed or choose_now or runtime_now:
         kept = {} if todo or variants_changed or manifest is None else manifest
         new = _new_manifest(checkpoint, source, files, kept)
         write_json_atomic(manifest_path(home), new)
@@ -273,6 +293,12 @@ def build_models(
             choice = chooser(sorted(VARIANTS))
             if choice is not None:  # None: nothing could be measured; the default stands, measured next build
                 new |= {"default_variant": choice.variant, "variant_choice": choice.to_json()}
+                new.pop("runtime_choice", None)  # measured on the previous default
+                write_json_atomic(manifest_path(home), new)
+        if runtime_chooser is not None and runtime_now:
+            runtime = runtime_chooser(str(new["default_variant"]))
+            if runtime is not None:
+                new["runtime_choice"] = runtime.to_json()
                 write_json_atomic(manifest_path(home), new)
         return BuildReport(models, tuple(step.output for step in todo), source, manifest_rewritten=True)
     return BuildReport(models, tuple(step.output for step in todo), source)
@@ -309,9 +335,11 @@ def _run_step(models: Path, step: Step) -> dict[str, Any]:
 def _new_manifest(checkpoint: Path, source: str, files: dict[str, Any], kept: dict[str, Any]) -> dict[str, Any]:
     """The manifest of a complete cache: every step's file entry, the variants, the tools that made them, and
     the default variant with the choice that made it, from ``kept`` (the previous manifest) when it has one."""
-    choice = {"variant_choice": kept["variant_choice"]} if "variant_choice" in kept else {}
+    choice: dict[str, Any] = {key: kept[key] for key in ("variant_choice", "runtime_choice") if key in kept}
     default = (
-        kept.get("default_variant") if choice and kept.get("default_variant") in VARIANTS else DEFAULT_VARIANT
+        kept.get("default_variant")
+        if "variant_choice" in choice and kept.get("default_variant") in VARIANTS
+        else DEFAULT_VARIANT
     )
     from xrseg.sam.export import OPSET
 

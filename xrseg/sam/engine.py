@@ -20,7 +20,6 @@ output is returned; Segment Anything recommends it when several points disambigu
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy.typing as npt
 from xrseg.errors import InputError, ModelError, UsageError
 from xrseg.sam import transforms
 from xrseg.sam.records import ImageEmbedding, MaskPrediction
+from xrseg.sam.runtime import RuntimeProfile, Schedule, SessionSettings
 
 log = logging.getLogger(__name__)
 
@@ -60,28 +60,30 @@ def default_providers() -> list[str]:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """How to run the graphs. ``threads`` None means one intra-op thread per CPU core."""
+    """How to run the graphs: ``providers`` (None: :func:`default_providers`) and each graph's threads and
+    spinning (``profile``; None: :meth:`RuntimeProfile.fallback`, one thread per core)."""
 
     providers: tuple[str, ...] | None = None
-    threads: int | None = None
+    profile: RuntimeProfile | None = None
 
 
-def _session(path: Path, config: EngineConfig) -> object:
+def _session(path: Path, providers: Sequence[str] | None, settings: SessionSettings) -> object:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = config.threads or (os.cpu_count() or 1)
+    options.intra_op_num_threads = settings.threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    providers = list(config.providers) if config.providers else default_providers()
-    unknown = [p for p in providers if p not in ort.get_available_providers()]
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spinning else "0")
+    chosen = list(providers) if providers else default_providers()
+    unknown = [p for p in chosen if p not in ort.get_available_providers()]
     if unknown:  # onnxruntime would only warn and fall back to the CPU
         available = ", ".join(ort.get_available_providers())
         missing = ", ".join(unknown)
         raise ModelError(f"execution provider {missing} is not in this onnxruntime (it has {available})")
     try:
-        return ort.InferenceSession(str(path), options, providers=providers)
+        return ort.InferenceSession(str(path), options, providers=chosen)
     except Exception as err:  # onnxruntime raises its own exception types for bad files and providers
         raise ModelError(f"cannot load {path.name}: {str(err).splitlines()[0]}") from err
 
@@ -178,8 +180,9 @@ class SamEngine:
         for path in (self.encoder_path, self.decoder_path):
             if not path.is_file():
                 raise ModelError(f"model file {path} is missing; run `xrseg model build`")
-        self._encoder = _session(self.encoder_path, self.config)
-        self._decoder = _session(self.decoder_path, self.config)
+        self.profile = self.config.profile or RuntimeProfile.fallback()
+        self._encoder = _session(self.encoder_path, self.config.providers, self.profile.encoder)
+        self._decoder = _session(self.decoder_path, self.config.providers, self.profile.decoder)
         self._last: ImageEmbedding | None = None
         self._no_mask = np.zeros((1, 1, transforms.LOW_RES_SIZE, transforms.LOW_RES_SIZE), np.float32)
         self._input = np.zeros((1, 3, transforms.MODEL_SIZE, transforms.MODEL_SIZE), np.float32)
@@ -193,16 +196,21 @@ class SamEngine:
         threads: int | None = None,
         variant: str | None = None,
         home: Path | None = None,
+        schedule: Schedule = Schedule.SEQUENTIAL,
     ) -> SamEngine:
         """Load the models built by ``xrseg model build`` (verifying their hashes).
 
         ``variant`` picks a graph variant from the manifest (``xrseg model info`` lists them); None takes the
-        manifest's default.
+        manifest's default. Each graph runs with the threads and spinning measured on this machine for
+        ``schedule`` (:mod:`xrseg.sam.runtime`); ``threads`` overrides the thread count of both.
         """
-        from xrseg.sam.build import load_verified_variant
+        from xrseg.sam.build import load_verified_variant, recorded_runtime
 
         encoder, decoder = load_verified_variant(variant, home=home)
-        return cls(encoder, decoder, EngineConfig(tuple(providers) if providers else None, threads))
+        profile = recorded_runtime(home).profile(schedule)
+        if threads is not None:
+            profile = profile.with_threads(threads)
+        return cls(encoder, decoder, EngineConfig(tuple(providers) if providers else None, profile))
 
     @property
     def providers(self) -> list[str]:

@@ -144,6 +144,23 @@ def _is_horizontal(
     return abs(float(normal @ up)) >= math.cos(math.radians(options.horizontal_tolerance_deg))
 
 
+def _dot3(columns: list[npt.NDArray[np.float64]], vector: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """N float64: the x, y, z ``columns`` (3 arrays of N float64) dotted with 3 floats, summed in x, y, z order."""
+    return columns[0] * vector[0] + columns[1] * vector[1] + columns[2] * vector[2]
+
+
+def _big_regions(mask: npt.NDArray[np.bool_], min_px: float) -> npt.NDArray[np.bool_] | None:
+    """HxW bool: the 8-connected regions of HxW bool ``mask`` with at least ``min_px`` pixels; None if none."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_px) + 1
+    if big.size == 0:
+        return None
+    is_big = np.zeros(len(stats), dtype=bool)
+    is_big[big] = True
+    region: npt.NDArray[np.bool_] = is_big[labels]
+    return region
+
+
 def support_planes(
     points_m: npt.NDArray[np.float32],
     options: CandidateOptions = CandidateOptions(),
@@ -174,6 +191,8 @@ def support_planes(
         return support, None
     flat = points.reshape(-1, 3)
     tolerance = np.maximum(options.plane_distance_m, options.plane_relative_distance * flat[:, 2])
+    # float64 columns once: a float32 x float64 matrix product would cast every point again for each plane
+    columns = [flat[:, axis].astype(np.float64) for axis in range(3)]
     min_region_px = options.min_region_share * shape[0] * shape[1]
     for _ in range(options.max_planes):
         if len(remaining) < 100:
@@ -189,16 +208,15 @@ def support_planes(
             break
         normal, offset = np.asarray(model[:3], dtype=np.float64), float(model[3])
         with np.errstate(invalid="ignore"):
-            on_plane = (np.abs(flat @ normal + offset) <= tolerance).reshape(shape)
-        _, labels, stats, _ = cv2.connectedComponentsWithStats(on_plane.astype(np.uint8), connectivity=8)
-        big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_region_px) + 1
-        if big.size == 0:
+            on_plane = (np.abs(_dot3(columns, normal) + offset) <= tolerance).reshape(shape)
+        region = _big_regions(on_plane, min_region_px)
+        if region is None:
             continue
-        region = np.isin(labels, big)
         if _is_support(normal, _region_extent_m(points[region]), up, options):
             support |= region
             if up is not None and _is_horizontal(normal, up, options):
-                floor.append(float(np.nanmedian(points[region] @ up)))
+                flat_region = region.reshape(-1)
+                floor.append(float(np.nanmedian(_dot3([c[flat_region] for c in columns], up))))
     return support, (min(floor) if floor else None)
 
 

@@ -97,7 +97,18 @@ def machine() -> dict[str, Any]:
         "onnxruntime": ort.__version__,
         "providers": default_providers(),
         "python": platform.python_version(),
+        "runtime": _runtime_profiles(),
     }
+
+
+def _runtime_profiles() -> dict[str, str]:
+    """Each schedule's threads and spinning as recorded by ``xrseg model build`` (:mod:`xrseg.sam.runtime`)."""
+    from xrseg.sam.build import recorded_runtime
+    from xrseg.sam.runtime import Schedule
+
+    choice = recorded_runtime()
+    suffix = "" if choice.profiles else " (not measured)"
+    return {s.value: choice.profile(s).describe() + suffix for s in Schedule}
 
 
 def bench_engine(variant: str, images: list[np.ndarray], config: BenchConfig) -> dict[str, Any]:
@@ -184,7 +195,10 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         from xrseg.tools.bench_click import click_report
 
         log.info("replaying the bundled scenes in real time, with and without look-ahead")
-        report.update(click_report(SamEngine.from_cache(variant=default, threads=config.threads)))
+        from xrseg.sam.runtime import Schedule
+
+        engine = SamEngine.from_cache(variant=default, threads=config.threads, schedule=Schedule.CONCURRENT)
+        report.update(click_report(engine))
     return report
 
 
@@ -259,6 +273,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
         f"SIMD {' '.join(report['machine']['simd']) or '-'}, onnxruntime {report['machine']['onnxruntime']}"
         f" ({', '.join(report['machine']['providers'])})",
+        *(f"{name} runs: {profile}" for name, profile in report["machine"].get("runtime", {}).items()),
         f"images: 4 photos at {report['image_size'][0]}x{report['image_size'][1]}",
         "",
         f"{'stage':34s} {'p50 ms':>9s} {'p99 ms':>9s} {'vs reference':>13s}",

@@ -1,0 +1,176 @@
+"""Measure the threads and spinning each schedule runs best with on this machine (``xrseg model build``).
+
+Candidates: the encoder on all cores or half of them (rounded up), the decoder on all cores or half (rounded
+down, at least one), and intra-op threads spinning or sleeping between operators.
+
+- ``SEQUENTIAL``: each graph alone. For every (threads, spinning) candidate the encoder's p50 over
+  ``encodes`` encodes and the decoder's over ``decodes`` decodes are timed; each graph takes its fastest.
+- ``CONCURRENT``: for every pair of an encoder and a decoder candidate (spinning alike for both), the encoder
+  encodes in a loop on a thread, as the live pipeline's background encoder does, while the decoder decodes on
+  the calling thread. The pair with the smallest sum of the two slowdowns against each graph's best time alone
+  wins: the encoder's speed sets how fresh keyframes are, the decoder's how soon a mask follows a look, and
+  neither counts for more than the other.
+
+The figures of every trial are kept in the choice (``xrseg model info --json``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from xrseg.sam.runtime import RuntimeChoice, RuntimeProfile, Schedule, SessionSettings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["choose_runtime", "thread_candidates"]
+
+
+def thread_candidates(cores: int) -> tuple[list[int], list[int]]:
+    """The encoder's and the decoder's thread counts to try on ``cores`` cores (distinct, largest first)."""
+    encoder = sorted({cores, max(1, -(-cores // 2))}, reverse=True)
+    decoder = sorted({cores, max(1, cores // 2)}, reverse=True)
+    return encoder, decoder
+
+
+def _p50_ms(run: Callable[[], object], count: int) -> float:
+    times_ms = []
+    for _ in range(count):
+        started = time.perf_counter()
+        run()
+        times_ms.append((time.perf_counter() - started) * 1000.0)
+    return statistics.median(times_ms)
+
+
+class _Trial:
+    """One engine with both graphs configured by ``profile``, warmed up on ``image``."""
+
+    def __init__(
+        self,
+        paths: tuple[Path, Path],
+        providers: Sequence[str] | None,
+        profile: RuntimeProfile,
+        image: npt.NDArray[np.uint8],
+    ) -> None:
+        from xrseg.sam.engine import EngineConfig, SamEngine
+
+        self.engine = SamEngine(*paths, EngineConfig(tuple(providers) if providers else None, profile))
+        self.image = image
+        height, width = image.shape[:2]
+        self.point = np.array([[width / 2.0, height / 2.0]])
+        self.embedding = self.engine.encode(image)  # warm-up: graph optimisation, first-run allocations
+        self.decode()
+
+    def encode(self) -> None:
+        self.engine.encode(self.image)
+
+    def decode(self) -> None:
+        self.engine.decode(self.embedding, points=self.point, labels=[1])
+
+
+def _sequential(
+    paths: tuple[Path, Path],
+    providers: Sequence[str] | None,
+    image: npt.NDArray[np.uint8],
+    cores: int,
+    encodes: int,
+    decodes: int,
+) -> tuple[RuntimeProfile, float, float, list[dict[str, object]]]:
+    """Each graph's fastest settings alone, its p50 there (encoder, decoder) and the trials' records."""
+    encoder_threads, decoder_threads = thread_candidates(cores)
+    encoder_ms: dict[SessionSettings, float] = {}
+    decoder_ms: dict[SessionSettings, float] = {}
+    for threads, spinning in itertools.product(sorted(set(encoder_threads + decoder_threads)), (True, False)):
+        settings = SessionSettings(threads, spinning)
+        trial = _Trial(paths, providers, RuntimeProfile(settings, settings), image)
+        if threads in encoder_threads:
+            encoder_ms[settings] = _p50_ms(trial.encode, encodes)
+        if threads in decoder_threads:
+            decoder_ms[settings] = _p50_ms(trial.decode, decodes)
+    encoder = min(encoder_ms, key=encoder_ms.__getitem__)
+    decoder = min(decoder_ms, key=decoder_ms.__getitem__)
+    records: list[dict[str, object]] = [
+        {"schedule": Schedule.SEQUENTIAL.value, "graph": graph, **s.to_json(), "p50_ms": round(ms, 2)}
+        for graph, table in (("encoder", encoder_ms), ("decoder", decoder_ms))
+        for s, ms in table.items()
+    ]
+    return RuntimeProfile(encoder, decoder), encoder_ms[encoder], decoder_ms[decoder], records
+
+
+def _overlapped(trial: _Trial, encodes: int) -> tuple[float, float]:
+    """(encoder p50, decoder p50) milliseconds while both run: ``encodes`` encodes on a thread, decodes on this
+    one until they are done."""
+    encode_ms: list[float] = []
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def encode_loop() -> None:
+        try:
+            for _ in range(encodes):
+                started = time.perf_counter()
+                trial.encode()
+                encode_ms.append((time.perf_counter() - started) * 1000.0)
+        except BaseException as err:  # re-raised on the measuring thread
+            failure.append(err)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=encode_loop, name="xrseg-measure-encoder", daemon=True)
+    worker.start()
+    decode_ms: list[float] = []
+    while not done.is_set() or not decode_ms:
+        started = time.perf_counter()
+        trial.decode()
+        decode_ms.append((time.perf_counter() - started) * 1000.0)
+    worker.join()
+    if failure:
+        raise failure[0]
+    return statistics.median(encode_ms), statistics.median(decode_ms)
+
+
+def choose_runtime(
+    encoder_path: Path,
+    decoder_path: Path,
+    image: npt.NDArray[np.uint8],
+    *,
+    providers: Sequence[str] | None = None,
+    cores: int | None = None,
+    encodes: int = 2,
+    decodes: int = 20,
+) -> RuntimeChoice:
+    """Measure the candidates (module docstring) for the graphs at ``encoder_path`` and ``decoder_path`` on
+    ``image`` (HxWx3 uint8 RGB, one prompt at its centre) and return each schedule's winner with every trial."""
+    cores = cores or os.cpu_count() or 1
+    paths = (encoder_path, decoder_path)
+    alone, encoder_alone_ms, decoder_alone_ms, trials = _sequential(
+        paths, providers, image, cores, encodes, decodes
+    )
+    encoder_threads, decoder_threads = thread_candidates(cores)
+    scores: dict[RuntimeProfile, float] = {}
+    for encoder, decoder, spinning in itertools.product(encoder_threads, decoder_threads, (True, False)):
+        profile = RuntimeProfile(SessionSettings(encoder, spinning), SessionSettings(decoder, spinning))
+        encode_ms, decode_ms = _overlapped(_Trial(paths, providers, profile, image), encodes)
+        scores[profile] = encode_ms / encoder_alone_ms + decode_ms / decoder_alone_ms
+        trials.append(
+            {
+                "schedule": Schedule.CONCURRENT.value,
+                **{f"encoder_{k}": v for k, v in profile.encoder.to_json().items()},
+                **{f"decoder_{k}": v for k, v in profile.decoder.to_json().items()},
+                "encoder_p50_ms": round(encode_ms, 1),
+                "decoder_p50_ms": round(decode_ms, 2),
+                "slowdowns": round(scores[profile], 3),
+            }
+        )
+        log.info("concurrent %s: encoder %.0f ms, decoder %.1f ms", profile.describe(), encode_ms, decode_ms)
+    together = min(scores, key=scores.__getitem__)
+    profiles = {Schedule.SEQUENTIAL: alone, Schedule.CONCURRENT: together}
+    return RuntimeChoice(profiles, cores, tuple(trials))
