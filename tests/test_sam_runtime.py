@@ -17,7 +17,7 @@ from xrseg.config import ModelOptions
 from xrseg.sam.build import load_verified_variant, read_manifest, recorded_runtime
 from xrseg.sam.choose_runtime import choose_runtime, thread_candidates
 from xrseg.sam.engine import SamEngine
-from xrseg.sam.runtime import RuntimeChoice, RuntimeProfile, Schedule, SessionSettings
+from xrseg.sam.runtime import GraphOptimization, RuntimeChoice, RuntimeProfile, Schedule, SessionSettings
 
 
 def _threads_and_spinning(session: object) -> tuple[int, str]:
@@ -35,15 +35,19 @@ def test_the_build_recorded_each_schedules_fastest_settings(engine: SamEngine) -
     for graph in ("encoder", "decoder"):
         trials = [t for t in alone if t["graph"] == graph]
         fastest = min(trials, key=lambda t: t["p50_ms"])
-        settings = getattr(choice.profile(Schedule.SEQUENTIAL), graph)
-        assert settings == SessionSettings(fastest["threads"], fastest["spinning"])
+        assert getattr(choice.profile(Schedule.SEQUENTIAL), graph) == SessionSettings.from_json(fastest)
+        # Both optimisation levels were timed; the concurrent schedule keeps the level measured alone.
+        assert {t["optimization"] for t in trials} == {o.value for o in GraphOptimization}
+        concurrent = getattr(choice.profile(Schedule.CONCURRENT), graph)
+        assert concurrent.optimization.value == fastest["optimization"]
     together = [t for t in choice.trials if t["schedule"] == "concurrent"]
     encoders, decoders = thread_candidates(choice.cores)
     assert len(together) == len(encoders) * len(decoders) * 2  # every pair, spinning and not
     best = min(together, key=lambda t: t["slowdowns"])
     profile = choice.profile(Schedule.CONCURRENT)
-    assert profile.encoder == SessionSettings(best["encoder_threads"], best["encoder_spinning"])
-    assert profile.decoder == SessionSettings(best["decoder_threads"], best["decoder_spinning"])
+    for graph in ("encoder", "decoder"):
+        settings = getattr(profile, graph)
+        assert (settings.threads, settings.spinning) == (best[f"{graph}_threads"], best[f"{graph}_spinning"])
 
 
 def test_the_engine_runs_its_graphs_with_the_recorded_settings() -> None:
@@ -54,6 +58,8 @@ def test_the_engine_runs_its_graphs_with_the_recorded_settings() -> None:
         assert engine.profile == expected
         for session, settings in ((engine._encoder, expected.encoder), (engine._decoder, expected.decoder)):
             assert _threads_and_spinning(session) == (settings.threads, "1" if settings.spinning else "0")
+            level = session.get_session_options().graph_optimization_level  # type: ignore[attr-defined]
+            assert level.name == f"ORT_ENABLE_{settings.optimization.name}"
     # An explicit thread count applies to both graphs; spinning stays as measured.
     engine = SamEngine.from_cache(threads=1, schedule=Schedule.CONCURRENT)
     assert engine.profile == choice.profile(Schedule.CONCURRENT).with_threads(1)
@@ -69,16 +75,19 @@ def test_a_realtime_run_gets_the_concurrent_settings() -> None:
 
 
 def test_the_measurement_times_every_candidate(sample_images) -> None:  # type: ignore[no-untyped-def]
-    """On one core there is one thread count per graph: two settings alone (spinning or not), two pairs."""
+    """On one core there is one thread count per graph: alone, spinning or not with all optimisations and the
+    faster of those with extended ones; together, two pairs."""
     image = sample_images["dog"][:480, :640]
     choice = choose_runtime(*load_verified_variant(), image, cores=1, encodes=1, decodes=2)
     assert choice.cores == 1 and set(choice.profiles) == set(Schedule)
     alone = [t for t in choice.trials if t["schedule"] == "sequential"]
-    assert sorted((t["graph"], t["spinning"]) for t in alone) == [
-        ("decoder", False),
-        ("decoder", True),
-        ("encoder", False),
-        ("encoder", True),
+    assert sorted((t["graph"], t["optimization"]) for t in alone) == [
+        ("decoder", "all"),
+        ("decoder", "all"),
+        ("decoder", "extended"),
+        ("encoder", "all"),
+        ("encoder", "all"),
+        ("encoder", "extended"),
     ]
     assert all(t["threads"] == 1 and t["p50_ms"] > 0 for t in alone)
     together = [t for t in choice.trials if t["schedule"] == "concurrent"]

@@ -4,12 +4,15 @@ Candidates: the encoder on all cores or half of them (rounded up), the decoder o
 down, at least one), and intra-op threads spinning or sleeping between operators.
 
 - ``SEQUENTIAL``: each graph alone. For every (threads, spinning) candidate the encoder's p50 over
-  ``encodes`` encodes and the decoder's over ``decodes`` decodes are timed; each graph takes its fastest.
+  ``encodes`` encodes and the decoder's over ``decodes`` decodes are timed with all graph optimisations; each
+  graph takes its fastest, then its fastest again is timed with extended optimisations only (no layout
+  transforms), and the faster level stays for both schedules.
 - ``CONCURRENT``: for every pair of an encoder and a decoder candidate (spinning alike for both), the encoder
   encodes in a loop on a thread, as the live pipeline's background encoder does, while the decoder decodes on
-  the calling thread. The pair with the smallest sum of the two slowdowns against each graph's best time alone
-  wins: the encoder's speed sets how fresh keyframes are, the decoder's how soon a mask follows a look, and
-  neither counts for more than the other.
+  the calling thread half of the time (each decode is followed by as long a pause: the live pipeline decodes
+  while a fixation forms and at decisions, not all the time). The pair with the smallest sum of the two
+  slowdowns against each graph's best time alone wins: the encoder's speed sets how fresh keyframes are, the
+  decoder's how soon a mask follows a look, and neither counts for more than the other.
 
 The figures of every trial are kept in the choice (``xrseg model info --json``).
 """
@@ -23,12 +26,13 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from xrseg.sam.runtime import RuntimeChoice, RuntimeProfile, Schedule, SessionSettings
+from xrseg.sam.runtime import GraphOptimization, RuntimeChoice, RuntimeProfile, Schedule, SessionSettings
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +102,15 @@ def _sequential(
             decoder_ms[settings] = _p50_ms(trial.decode, decodes)
     encoder = min(encoder_ms, key=encoder_ms.__getitem__)
     decoder = min(decoder_ms, key=decoder_ms.__getitem__)
+    extended = (
+        replace(encoder, optimization=GraphOptimization.EXTENDED),
+        replace(decoder, optimization=GraphOptimization.EXTENDED),
+    )
+    trial = _Trial(paths, providers, RuntimeProfile(*extended), image)
+    encoder_ms[extended[0]] = _p50_ms(trial.encode, encodes)
+    decoder_ms[extended[1]] = _p50_ms(trial.decode, decodes)
+    encoder = min((encoder, extended[0]), key=encoder_ms.__getitem__)
+    decoder = min((decoder, extended[1]), key=decoder_ms.__getitem__)
     records: list[dict[str, object]] = [
         {"schedule": Schedule.SEQUENTIAL.value, "graph": graph, **s.to_json(), "p50_ms": round(ms, 2)}
         for graph, table in (("encoder", encoder_ms), ("decoder", decoder_ms))
@@ -106,9 +119,13 @@ def _sequential(
     return RuntimeProfile(encoder, decoder), encoder_ms[encoder], decoder_ms[decoder], records
 
 
+DECODER_DUTY = 0.5
+"""The share of the time the decoder is busy while the encoder runs in the concurrent trials."""
+
+
 def _overlapped(trial: _Trial, encodes: int) -> tuple[float, float]:
     """(encoder p50, decoder p50) milliseconds while both run: ``encodes`` encodes on a thread, decodes on this
-    one until they are done."""
+    one (busy :data:`DECODER_DUTY` of the time) until they are done."""
     encode_ms: list[float] = []
     done = threading.Event()
     failure: list[BaseException] = []
@@ -130,7 +147,9 @@ def _overlapped(trial: _Trial, encodes: int) -> tuple[float, float]:
     while not done.is_set() or not decode_ms:
         started = time.perf_counter()
         trial.decode()
-        decode_ms.append((time.perf_counter() - started) * 1000.0)
+        took_s = time.perf_counter() - started
+        decode_ms.append(took_s * 1000.0)
+        done.wait(took_s * (1.0 / DECODER_DUTY - 1.0))
     worker.join()
     if failure:
         raise failure[0]
@@ -144,7 +163,7 @@ def choose_runtime(
     *,
     providers: Sequence[str] | None = None,
     cores: int | None = None,
-    encodes: int = 2,
+    encodes: int = 3,
     decodes: int = 20,
 ) -> RuntimeChoice:
     """Measure the candidates (module docstring) for the graphs at ``encoder_path`` and ``decoder_path`` on
@@ -157,7 +176,10 @@ def choose_runtime(
     encoder_threads, decoder_threads = thread_candidates(cores)
     scores: dict[RuntimeProfile, float] = {}
     for encoder, decoder, spinning in itertools.product(encoder_threads, decoder_threads, (True, False)):
-        profile = RuntimeProfile(SessionSettings(encoder, spinning), SessionSettings(decoder, spinning))
+        profile = RuntimeProfile(
+            SessionSettings(encoder, spinning, alone.encoder.optimization),
+            SessionSettings(decoder, spinning, alone.decoder.optimization),
+        )
         encode_ms, decode_ms = _overlapped(_Trial(paths, providers, profile, image), encodes)
         scores[profile] = encode_ms / encoder_alone_ms + decode_ms / decoder_alone_ms
         trials.append(

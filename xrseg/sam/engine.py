@@ -30,7 +30,7 @@ import numpy.typing as npt
 from xrseg.errors import InputError, ModelError, UsageError
 from xrseg.sam import transforms
 from xrseg.sam.records import ImageEmbedding, MaskPrediction
-from xrseg.sam.runtime import RuntimeProfile, Schedule, SessionSettings
+from xrseg.sam.runtime import GraphOptimization, RuntimeProfile, Schedule, SessionSettings
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,10 @@ def _session(path: Path, providers: Sequence[str] | None, settings: SessionSetti
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = {
+        GraphOptimization.ALL: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        GraphOptimization.EXTENDED: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    }[settings.optimization]
     options.intra_op_num_threads = settings.threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import enum
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-__all__ = ["RuntimeChoice", "RuntimeProfile", "Schedule", "SessionSettings"]
+__all__ = ["GraphOptimization", "RuntimeChoice", "RuntimeProfile", "Schedule", "SessionSettings"]
 
 
 class Schedule(enum.Enum):
@@ -32,20 +32,31 @@ class Schedule(enum.Enum):
     """The background encoder beside the decoder: live runs and ``--realtime`` replays."""
 
 
+class GraphOptimization(enum.Enum):
+    """ONNX Runtime's graph optimisation level (``ORT_ENABLE_<NAME>``). ``ALL`` adds layout transforms (NCHWc
+    convolutions) to ``EXTENDED``'s fusions; which is faster depends on the CPU's kernels."""
+
+    ALL = "all"
+    EXTENDED = "extended"
+
+
 @dataclass(frozen=True)
 class SessionSettings:
     """One graph's ONNX Runtime session: ``threads`` intra-op threads; ``spinning``: whether idle intra-op
-    threads spin-wait for the next operator (faster alone, but they hold cores another graph could use)."""
+    threads spin-wait for the next operator (faster alone, but they hold cores another graph could use);
+    ``optimization`` the graph optimisation level."""
 
     threads: int
     spinning: bool
+    optimization: GraphOptimization = GraphOptimization.ALL
 
     def to_json(self) -> dict[str, Any]:
-        return {"threads": self.threads, "spinning": self.spinning}
+        return {"threads": self.threads, "spinning": self.spinning, "optimization": self.optimization.value}
 
     @classmethod
     def from_json(cls, data: Any) -> SessionSettings:
-        """Raises ValueError for anything but ``{"threads": int >= 1, "spinning": bool}``."""
+        """Raises ValueError for anything but ``{"threads": int >= 1, "spinning": bool, "optimization": str}``
+        (``optimization`` may be missing: ``all``)."""
         if not isinstance(data, dict):
             raise ValueError("session settings must be an object")
         threads, spinning = data.get("threads"), data.get("spinning")
@@ -53,10 +64,12 @@ class SessionSettings:
             raise ValueError(f"threads must be an integer in 1..1024, got {threads!r}")
         if not isinstance(spinning, bool):
             raise ValueError(f"spinning must be true or false, got {spinning!r}")
-        return cls(threads, spinning)
+        return cls(threads, spinning, GraphOptimization(data.get("optimization", GraphOptimization.ALL.value)))
 
     def describe(self) -> str:
-        return f"{self.threads} thread{'s' if self.threads != 1 else ''}{', spinning' if self.spinning else ''}"
+        plural = "s" if self.threads != 1 else ""
+        spinning = ", spinning" if self.spinning else ""
+        return f"{self.threads} thread{plural}{spinning}, {self.optimization.value} optimisations"
 
 
 @dataclass(frozen=True)
@@ -74,10 +87,8 @@ class RuntimeProfile:
         return cls(settings, settings)
 
     def with_threads(self, threads: int) -> RuntimeProfile:
-        """Both graphs on ``threads`` threads (an explicit ``--threads``), spinning as measured."""
-        return RuntimeProfile(
-            SessionSettings(threads, self.encoder.spinning), SessionSettings(threads, self.decoder.spinning)
-        )
+        """Both graphs on ``threads`` threads (an explicit ``--threads``), the rest as measured."""
+        return RuntimeProfile(replace(self.encoder, threads=threads), replace(self.decoder, threads=threads))
 
     def to_json(self) -> dict[str, Any]:
         return {"encoder": self.encoder.to_json(), "decoder": self.decoder.to_json()}
