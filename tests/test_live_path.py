@@ -7,6 +7,7 @@ And the gaze path never runs the encoder: selections are made while the backgrou
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from xrseg.calibration import DeviceCalibration
 from xrseg.config import PipelineOptions
 from xrseg.geometry import PoseTrack
 from xrseg.sam.records import ImageEmbedding
+from xrseg.select.gaze_path import GazeOptions
 from xrseg.select.keyframes import rotation_between_deg
 from xrseg.select.pipeline import Pipeline
 from xrseg.session.reader import Session
@@ -26,7 +28,7 @@ from xrseg.sources.camera import CameraSource, DepthImageFolder
 from xrseg.sources.live import LiveSource
 from xrseg.sources.replay import ReplaySource
 from xrseg.sources.scripted import ScriptedHeadset
-from xrseg.types import Frame, Selection, Transform
+from xrseg.types import Frame, InputEvent, Selection, Transform
 
 SCENES = Path(__file__).resolve().parents[1] / "scenes"
 
@@ -252,3 +254,19 @@ def test_a_select_press_finds_its_mask_decoded_ahead(engine) -> None:  # type: i
     # Decoding a little earlier in the same fixation selects the same objects.
     objects = [selected_object(s, session) for s in with_look_ahead.selections]
     assert objects == [selected_object(s, session) for s in without.selections]
+
+
+def test_keyframes_are_analysed_for_the_cone_search_when_they_arrive(engine) -> None:  # type: ignore[no-untyped-def]
+    """No trigger at all (no dwell, no presses, no look-ahead): every keyframe the background encoder finished
+    was still analysed, so the first decision on it does not pay for the analysis."""
+    session = Session.open(SCENES / "desk-near")
+    header = session.header
+    options = PipelineOptions(gaze=GazeOptions(dwell_ms=0.0), realtime=True, speculate_ms=0.0)
+    pipeline = Pipeline(header.camera, header.head_from_camera, engine, options=options)
+    source = (item for item in ReplaySource(session, realtime=True) if not isinstance(item, InputEvent))
+    stats = pipeline.run(itertools.islice(source, 600))
+    assert stats.selections == 0 and stats.encodes >= 2
+    analysed = set(pipeline._selector._scenes)
+    encoded = {k.frame.index for k in pipeline.embeddings.keyframes()}
+    assert analysed and analysed <= encoded
+    assert len(analysed) >= min(stats.encodes, 4) - 1  # the last one may finish after the stream ended

@@ -207,11 +207,12 @@ class Pipeline:
         return self._frames[max(0, bisect_right(times, timestamp_ns) - 1)]
 
     def _new_keyframes(self) -> None:
-        """Tell the sinks about keyframes the background encoder finished since the last call."""
+        """Tell the sinks about newly encoded keyframes; analyse each for the cone search before decisions wait."""
         for keyframe in self.embeddings.keyframes():
             if keyframe.frame.index in self._keyframes_seen:
                 continue
             self._keyframes_seen.add(keyframe.frame.index)
+            self._selector.prepare(keyframe.frame, self.poses.world_from_camera_at(keyframe.frame.timestamp_ns))
             event = self._events.keyframe(keyframe)
             for sink in self.sinks:
                 sink.on_keyframe(event)

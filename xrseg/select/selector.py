@@ -183,6 +183,12 @@ class Selector:
         clock.choose_ms += (time.perf_counter() - started) * 1000.0
         return choice
 
+    def prepare(self, frame: Frame, world_from_camera: Transform | None) -> None:
+        """Analyse a new keyframe for the cone search ahead of the decisions that will use it (no-op without
+        the cone search or the camera pose)."""
+        if self.cone_search and world_from_camera is not None:
+            self._scene(frame, world_from_camera)
+
     def _scene(self, frame: Frame, world_from_camera: Transform) -> KeyframeScene:
         scene = self._scenes.get(frame.index)
         if scene is None:
