@@ -138,6 +138,7 @@ def test_mask_input_refines_the_same_object(engine: SamEngine, sample_images) ->
 
 def test_decode_uses_last_encoding_and_refuses_before_any(engine: SamEngine) -> None:
     fresh = SamEngine(engine.encoder_path, engine.decoder_path)
+    fresh.warm_up()  # its blank image is no one's last encoding
     with pytest.raises(UsageError, match="encode"):
         fresh.decode(points=[[1.0, 1.0]], labels=[1])
     fresh.encode(np.full((48, 64, 3), 128, np.uint8))

@@ -134,6 +134,8 @@ def make_engine_and_encoder(options: ModelOptions, realtime: bool) -> tuple[Any,
     engine = SamEngine.from_cache(
         variant=options.variant, threads=options.threads, providers=providers, schedule=schedule
     )
+    if realtime:  # before the stream starts: its first keyframe should not wait for first-run allocations
+        engine.warm_up()
     encoder: Any = engine
     if options.encoder_endpoint:
         from xrseg.stream.encoder_client import RemoteEncoder

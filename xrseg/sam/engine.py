@@ -231,6 +231,14 @@ class SamEngine:
         self._last = result
         return result
 
+    def warm_up(self) -> None:
+        """Encode a blank image and decode one prompt on it, so the first real encode and decode do not also pay
+        for ONNX Runtime's first-run allocations (a live run's first keyframe comes sooner)."""
+        image = np.zeros((transforms.MODEL_SIZE, transforms.MODEL_SIZE, 3), np.uint8)
+        embedding = self.encode(image)
+        self.decode(embedding, points=[[transforms.MODEL_SIZE / 2, transforms.MODEL_SIZE / 2]], labels=[1])
+        self._last = None
+
     def decode(
         self,
         embedding: ImageEmbedding | None = None,

@@ -198,6 +198,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         from xrseg.sam.runtime import Schedule
 
         engine = SamEngine.from_cache(variant=default, threads=config.threads, schedule=Schedule.CONCURRENT)
+        engine.warm_up()  # as a live run does before its stream starts
         report.update(click_report(engine))
     return report
 
