@@ -1,4 +1,4 @@
-"""Measure the threads and spinning each schedule runs best with on this machine (``xrseg model build``).
+"""Measure, for ``xrseg model build``, the threads, spinning and optimisation level each schedule runs best with.
 
 Candidates: the encoder on all cores or half of them (rounded up), the decoder on all cores or half (rounded
 down, at least one), and intra-op threads spinning or sleeping between operators.

@@ -1,4 +1,5 @@
-"""How ONNX Runtime runs the two graphs on this machine: threads and spin-waiting, per graph and per schedule.
+"""How ONNX Runtime runs the two graphs on this machine: threads, spin-waiting and graph optimisation level, per
+graph and per schedule.
 
 Two schedules (:class:`Schedule`) want different settings:
 
