@@ -200,7 +200,9 @@ def support_planes(
         cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(remaining))
         threshold = options.plane_distance_m + options.plane_relative_distance * float(np.median(remaining[:, 2]))
         o3d.utility.random.seed(7)  # deterministic replays
-        model, inliers = cloud.segment_plane(threshold, 3, 200)
+        # probability 1: all 200 iterations, no early stop. The early stop depends on which of Open3D's threads
+        # gets which sample first, so with it the same keyframe now and then gave another plane.
+        model, inliers = cloud.segment_plane(threshold, 3, 200, probability=1.0)
         keep = np.ones(len(remaining), dtype=bool)
         keep[np.asarray(inliers, dtype=np.int64)] = False
         remaining = remaining[keep]
