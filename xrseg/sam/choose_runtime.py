@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xrseg.sam.runtime import GraphOptimization, RuntimeChoice, RuntimeProfile, Schedule, SessionSettings
+from xrseg.timing import time_calls_ms
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,8 @@ def thread_candidates(cores: int) -> tuple[list[int], list[int]]:
 
 
 def _p50_ms(run: Callable[[], object], count: int) -> float:
-    times_ms = []
-    for _ in range(count):
-        started = time.perf_counter()
-        run()
-        times_ms.append((time.perf_counter() - started) * 1000.0)
-    return statistics.median(times_ms)
+    """The median of ``count`` timed calls of ``run`` (warmed up already)."""
+    return statistics.median(time_calls_ms([run], count, warmup=0))
 
 
 class _Trial:

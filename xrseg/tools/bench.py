@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import numpy as np
+
+from xrseg.timing import time_calls_ms
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +47,6 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
         "min": float(array.min()),
         "n": float(len(array)),
     }
-
-
-def _time_calls(calls: list[Callable[[], object]], runs: int, warmup: int = 1) -> list[float]:
-    for call in calls[:warmup]:
-        call()
-    times = []
-    for i in range(runs):
-        call = calls[i % len(calls)]
-        started = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - started) * 1000.0)
-    return times
 
 
 def _images() -> list[np.ndarray]:
@@ -115,13 +104,13 @@ def bench_engine(variant: str, images: list[np.ndarray], config: BenchConfig) ->
     from xrseg.sam.engine import SamEngine
 
     engine = SamEngine.from_cache(variant=variant, threads=config.threads)
-    encode_ms = _time_calls([partial(engine.encode, im) for im in images], config.encoder_runs)
+    encode_ms = time_calls_ms([partial(engine.encode, im) for im in images], config.encoder_runs)
     embeddings = [engine.encode(im) for im in images]
     calls: list[Callable[[], object]] = [
         partial(engine.decode, embeddings[i % len(embeddings)], points=p, labels=[1])
         for i, p in enumerate(_prompts(16))
     ]
-    decode_ms = _time_calls(calls, config.decoder_runs, warmup=4)
+    decode_ms = time_calls_ms(calls, config.decoder_runs, warmup=4)
     return {"encoder_ms": percentiles(encode_ms), "decoder_ms": percentiles(decode_ms)}
 
 
@@ -149,7 +138,7 @@ def bench_reference(images: list[np.ndarray], config: BenchConfig) -> dict[str, 
         with torch.no_grad():
             predictor.set_image(image)
 
-    encode_ms = _time_calls([partial(encode, im) for im in images], config.reference_encoder_runs)
+    encode_ms = time_calls_ms([partial(encode, im) for im in images], config.reference_encoder_runs)
     encode(images[0])
     prompts = _prompts(16)
 
@@ -157,7 +146,7 @@ def bench_reference(images: list[np.ndarray], config: BenchConfig) -> dict[str, 
         with torch.no_grad():
             predictor.predict(point_coords=point, point_labels=np.array([1]), multimask_output=True)
 
-    decode_ms = _time_calls([partial(decode, p) for p in prompts], config.reference_decoder_runs, warmup=4)
+    decode_ms = time_calls_ms([partial(decode, p) for p in prompts], config.reference_decoder_runs, warmup=4)
     return {"encoder_ms": percentiles(encode_ms), "decoder_ms": percentiles(decode_ms), "torch": torch.__version__}
 
 
