@@ -148,7 +148,8 @@ def test_slow_subscriber_cannot_grow_the_publisher() -> None:
                 break
             assert isinstance(event, SelectionEvent)
             received.append(event)
-        # PUB drops the newest messages when full, so the losses are at the tail: one more event reveals them.
+        # PUB drops what finds its pipe full; the pipe learns of the I/O thread's reads only in batches, so the
+        # losses are mostly at the tail but can also be gaps in between. One more event reveals the tail's.
         publisher.publish_selection(make_selection())
         marker = subscriber.receive(timeout_ms=5000)
     message_bytes = 4 * noisy.size // 2  # about half the pixels start a run; 4 bytes per count
@@ -159,7 +160,8 @@ def test_slow_subscriber_cannot_grow_the_publisher() -> None:
     # Queued: the PUB's and the SUB's high-water marks, plus what fits in the kernel buffers (< 1 message here)
     # and one message in flight on each side.
     assert 1 <= len(received) <= 2 * hwm + 4
-    assert [e.meta.seq for e in received] == list(range(len(received)))
+    seqs = [e.meta.seq for e in received]
+    assert seqs[0] == 0 and seqs == sorted(set(seqs)), seqs  # in order, none twice
     assert isinstance(marker, SelectionEvent) and marker.meta.seq == n
     assert subscriber.dropped == n - len(received) > 0
     assert np.array_equal(received[-1].selection.mask, noisy)
