@@ -270,3 +270,35 @@ def test_keyframes_are_analysed_for_the_cone_search_when_they_arrive(engine) -> 
     encoded = {k.frame.index for k in pipeline.embeddings.keyframes()}
     assert analysed and analysed <= encoded
     assert len(analysed) >= min(stats.encodes, 4) - 1  # the last one may finish after the stream ended
+
+
+def test_a_press_no_keyframe_has_seen_holds_up_no_later_press(engine) -> None:  # type: ignore[no-untyped-def]
+    """desk-near's presses, the encoder held after the first keyframe: a press whose target that keyframe did
+    not see waits for a later one, and the presses after it that the first keyframe serves are answered
+    meanwhile. The waiting press is answered when the encoder comes back, and does not become the latest
+    selection (the one REJECT, LARGER and SMALLER act on) over a later press."""
+    session = Session.open(SCENES / "desk-near")
+    encoder = GatedEncoder(engine)
+    during, collect = DuringEncode(encoder), Collect()
+    options = PipelineOptions(gaze=GazeOptions(dwell_ms=0.0), realtime=True, speculate_ms=0.0)
+    header = session.header
+    pipeline = Pipeline(header.camera, header.head_from_camera, engine, encoder, options, [during, collect])
+    items = iter(ReplaySource(session))
+    for item in items:
+        pipeline.push(item)
+        if isinstance(item, Frame):
+            break
+    assert pipeline.embeddings.wait_idle(timeout_s=120.0)
+    try:
+        for item in items:
+            pipeline.push(item)
+        pipeline.finish()
+    finally:
+        encoder.release.set()
+        pipeline.close()
+    times = [s.timestamp_ns for s in collect.selections]
+    waited = [t for t, held in zip(times, during.while_encoding, strict=True) if not held]
+    served = [t for t, held in zip(times, during.while_encoding, strict=True) if held]
+    assert waited and served, (times, during.while_encoding)
+    assert max(served) > min(waited), (served, waited)  # answered while an earlier press waited
+    assert pipeline._last is not None and pipeline._last.selection.timestamp_ns == max(times)

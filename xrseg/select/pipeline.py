@@ -13,9 +13,9 @@ shared with the sinks). Deterministic mode (replay, the default): the keyframe f
 frame at or before the trigger's time, encoded on demand and cached, so a replay gives the same selections on
 every machine. Asynchronous mode (live, ``--realtime``): the service's worker encodes the newest frame whenever
 it is free (latest wins), a trigger uses an already encoded keyframe chosen by head motion
-(:mod:`xrseg.select.keyframes`) or waits for the next one (dropped as stale after ``max_keyframe_age_ms``), and
-the fixation in progress is decoded ahead so a SELECT finds its mask made (:mod:`xrseg.select.speculation`).
-Either way every gaze sample is projected with the head pose at its own time.
+(:mod:`xrseg.select.keyframes`) or waits for one (holding up no later trigger; dropped as stale after
+``max_keyframe_age_ms``), and the fixation in progress is decoded ahead so a SELECT finds its mask made
+(:mod:`xrseg.select.speculation`). Either way every gaze sample is projected with the head pose at its own time.
 """
 
 from __future__ import annotations
@@ -223,17 +223,15 @@ class Pipeline:
     def _retry_pending(self, final: bool, now_ns: int | None = None) -> None:
         """Select the waiting triggers that now have a usable keyframe, oldest first; drop the expired ones."""
         limit_ns = int(self.options.max_keyframe_age_ms * _MS)
-        while self._pending:
-            trigger = self._pending[0]
+        for trigger in list(self._pending):
             choice = self._choose_keyframe(trigger)
             expired = final or (now_ns is not None and now_ns - trigger.timestamp_ns > limit_ns)
             if isinstance(choice, KeyframeRefusal) and not expired:
-                return
-            self._pending.popleft()
+                continue
+            self._pending.remove(trigger)
             if isinstance(choice, KeyframeRefusal):
                 self._waiting_since_s.pop(trigger.timestamp_ns, None)
-                drop = Drop(trigger.timestamp_ns, choice.kind.value, choice.reason, trigger.fixation)
-                self._drop(drop)
+                self._drop(Drop(trigger.timestamp_ns, choice.kind.value, choice.reason, trigger.fixation))
             else:
                 self._select(trigger, retry=True)
 
@@ -286,16 +284,16 @@ class Pipeline:
         policy, track = self.options.keyframe_policy, self.poses.track()
         return choose_keyframe(self.embeddings.keyframes(), time_ns, fixation.start_ns, track, policy, view)
 
-    def _keyframe(self, trigger: Trigger, retry: bool) -> Keyframe | None:
+    def _keyframe(self, trigger: Trigger) -> Keyframe | None:
         """The keyframe for ``trigger``; None when it has none (yet: then it waits in ``_pending``)."""
         if self.embeddings.mode is EncodeMode.BACKGROUND:
-            choice = self._choose_keyframe(trigger) if retry or not self._pending else None
+            choice = self._choose_keyframe(trigger)
             if isinstance(choice, Keyframe):
                 return choice
-            if choice is not None and self.embeddings.failed:  # no keyframe will come
+            if self.embeddings.failed:  # no keyframe will come
                 self._drop(Drop(trigger.timestamp_ns, choice.kind.value, choice.reason, trigger.fixation))
             else:
-                self._pending.append(trigger)  # a later keyframe may do; oldest first
+                self._pending.append(trigger)  # a later keyframe may do
                 log.info("selection at %.3f s waits for a keyframe", trigger.timestamp_ns / 1e9)
             return None
         times = [f.timestamp_ns for f in self._frames]
@@ -326,7 +324,7 @@ class Pipeline:
         if made is not None:
             self.stats.look_ahead_hits += 1
         else:
-            keyframe = self._keyframe(trigger, retry)  # None: dropped, or waiting for a keyframe
+            keyframe = self._keyframe(trigger)  # None: dropped, or waiting for a keyframe
             if keyframe is None:
                 if self._pending and self._pending[-1] is trigger:
                     self._waiting_since_s[trigger.timestamp_ns] = started
@@ -349,7 +347,8 @@ class Pipeline:
 
     def _is_selected(self, fixation: Fixation) -> bool:
         """True when ``fixation`` overlaps the latest selection's (the same fixation, selected already)."""
-        return self._last is not None and fixation.start_ns <= self._last.selection.fixation.end_ns
+        last = None if self._last is None else self._last.selection.fixation
+        return last is not None and fixation.start_ns <= last.end_ns and last.start_ns <= fixation.end_ns
 
     def _decide(self, trigger: Trigger, keyframe: Keyframe) -> Made | Drop:
         """Decide ``trigger`` on ``keyframe`` (:class:`~xrseg.select.selector.Selector`), or why not."""
@@ -375,7 +374,7 @@ class Pipeline:
     def _speculate(self, now_ns: int) -> None:
         """Decode what a SELECT press now would select, ahead of the press (:mod:`xrseg.select.speculation`)."""
         ahead = self._speculator
-        if ahead is None or self._pending or not ahead.due(now_ns, self._gaze.detector.start_ns):
+        if ahead is None or not ahead.due(now_ns, self._gaze.detector.start_ns):
             return
         preview = self._gaze.preview(now_ns)
         if preview is None:
@@ -411,7 +410,8 @@ class Pipeline:
 
     def _publish(self, latest: LatestSelection) -> None:
         self.stats.selections += 1
-        self._last = latest
+        if self._last is None or latest.selection.timestamp_ns >= self._last.selection.timestamp_ns:
+            self._last = latest  # not a press that waited for its keyframe over a later one
         selection, frame = latest.selection, latest.frame
         log.info(
             "selection %d on frame %d: %d px, score %.2f, gaze (%.0f, %.0f) via %s", selection.selection_id,
