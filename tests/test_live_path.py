@@ -301,4 +301,6 @@ def test_a_press_no_keyframe_has_seen_holds_up_no_later_press(engine) -> None:  
     served = [t for t, held in zip(times, during.while_encoding, strict=True) if held]
     assert waited and served, (times, during.while_encoding)
     assert max(served) > min(waited), (served, waited)  # answered while an earlier press waited
+    assert sum(pipeline.stats.click_waited) == len(waited)  # bench reports their click-to-mask apart
+    assert len(pipeline.stats.click_waited) == len(pipeline.stats.click_to_mask_ms) == len(times)
     assert pipeline._last is not None and pipeline._last.selection.timestamp_ns == max(times)

@@ -341,7 +341,7 @@ class Pipeline:
             LatestSelection(selection, frame, made.world_from_camera, made.decision, made.keyframe.embedding)
         )
         if trigger.reason == "event":  # a press that waited for a keyframe counts its wait
-            self.stats.click_to_mask_ms.append((time.perf_counter() - started) * 1000.0)
+            self.stats.add_click((time.perf_counter() - started) * 1000.0, waited=retry)
         if self.options.recalibration.enabled:
             self._learn_bias(selection, made)
 

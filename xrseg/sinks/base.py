@@ -254,12 +254,20 @@ class PipelineStats:
     click_to_mask_ms: list[float] = field(default_factory=list)
     """Per SELECT press that selected: wall time from handling the press to the selection's publication,
     a wait for a keyframe included."""
+    click_waited: list[bool] = field(default_factory=list)
+    """Per entry of :attr:`click_to_mask_ms`: whether that press waited for a keyframe (no encoded one had seen
+    its target: its time is mostly the encoder's)."""
     gaze_bias_deg: tuple[float, float] | None = None
     """The eye tracker's offset learnt from the selections, (right, up) degrees; None while not learnt
     (:mod:`xrseg.select.recalibration`)."""
     drops: Counter[str] = field(default_factory=Counter)
     timings: list[Timing] = field(default_factory=list)
     encode_ms: list[float] = field(default_factory=list)
+
+    def add_click(self, click_to_mask_ms: float, waited: bool) -> None:
+        """Count one press's click-to-mask time."""
+        self.click_to_mask_ms.append(click_to_mask_ms)
+        self.click_waited.append(waited)
 
 
 def finish_and_close(sinks: Sequence[Sink]) -> None:

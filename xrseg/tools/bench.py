@@ -299,14 +299,14 @@ def format_report(report: dict[str, Any]) -> str:
         label = "remote encode overhead (loopback)"
         lines.append(f"{label:34s} {remote['overhead_p50_ms']:9.1f} {remote['overhead_p99_ms']:9.1f}")
         lines.append(f"publisher: {report['publisher_events_per_s']:.0f} selection events/s with 640x480 masks")
-    lines.extend(_click_lines(report.get("click", [])))
+    lines.extend(_click_lines(report))
     return "\n".join(lines)
 
 
-def _click_lines(runs: list[dict[str, Any]]) -> list[str]:
-    """The click-to-mask table of :mod:`xrseg.tools.bench_click` (empty without runs)."""
-    lines = []
-    for run in runs:
+def _click_lines(report: dict[str, Any]) -> list[str]:
+    """The click-to-mask table of :mod:`xrseg.tools.bench_click` (empty without its runs)."""
+    lines: list[str] = []
+    for run in report.get("click", []):
         mode = "look-ahead" if run["look_ahead"] else "decode at press"
         for key, label in (("click_to_mask_ms", "click to mask"), ("gaze_to_mask_ms", "gaze to mask")):
             p50, p99 = run[key]["p50"], run[key]["p99"]
@@ -314,4 +314,20 @@ def _click_lines(runs: list[dict[str, Any]]) -> list[str]:
                 lines.append(f"{label + ', ' + mode:34s} {p50:9.1f} {p99:9.1f}")
         hits = f"{run['look_ahead_hits']} of {run['presses']} presses answered ahead" if run["look_ahead"] else ""
         lines.append(f"  ({run['scene']} replayed in real time{'; ' + hits if hits else ''})")
+    if report.get("click_to_mask_p50_ms") is not None:
+        pooled = (
+            ("click to mask, every press", "click_to_mask_p50_ms", "click_to_mask_p99_ms"),
+            (
+                "  a keyframe had seen the target",
+                "click_to_mask_keyframe_ready_p50_ms",
+                "click_to_mask_keyframe_ready_p99_ms",
+            ),
+        )
+        for label, p50_key, p99_key in pooled:
+            if report[p50_key] is not None:
+                lines.append(f"{label:34s} {report[p50_key]:9.1f} {report[p99_key]:9.1f}")
+        wait = report["keyframe_wait"]
+        if wait["n"]:
+            label = f"  waited for a keyframe ({wait['n']})"
+            lines.append(f"{label:34s} {wait['p50']:9.1f} {wait['p99']:9.1f}")
     return lines

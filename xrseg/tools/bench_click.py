@@ -36,6 +36,8 @@ class ClickLatency:
     look_ahead_hits: int
     clicks_ms: tuple[float, ...]
     """Every press's click-to-mask time."""
+    waited: tuple[bool, ...]
+    """Per press: it waited for a keyframe (none encoded had seen its target yet)."""
 
 
 def bench_click_latency(engine: SamEngine, scene: str = "desk-near", look_ahead: bool = True) -> ClickLatency:
@@ -54,6 +56,7 @@ def bench_click_latency(engine: SamEngine, scene: str = "desk-near", look_ahead:
         presses=len(stats.click_to_mask_ms),
         look_ahead_hits=stats.look_ahead_hits,
         clicks_ms=tuple(stats.click_to_mask_ms),
+        waited=tuple(stats.click_waited),
     )
 
 
@@ -62,16 +65,30 @@ BUNDLED_SCENES = ("tabletop-small", "room-small", "desk-near")
 
 def click_report(engine: SamEngine, scenes: tuple[str, ...] = BUNDLED_SCENES) -> dict[str, Any]:
     """Every scene with and without look-ahead, as a JSON-ready dict: ``click`` (per run) and the headline
-    ``click_to_mask_p50_ms`` / ``click_to_mask_p99_ms`` over all presses with look-ahead."""
+    ``click_to_mask_p50_ms`` / ``click_to_mask_p99_ms`` over all presses with look-ahead; the same over the
+    presses that found a keyframe (``..._keyframe_ready_...``) and the waits of the others (``keyframe_wait``)."""
     runs = [bench_click_latency(engine, scene, look_ahead) for scene in scenes for look_ahead in (True, False)]
-    pooled = {
-        look_ahead: percentiles_ms([ms for run in runs if run.look_ahead is look_ahead for ms in run.clicks_ms])
-        for look_ahead in (True, False)
-    }
+
+    def pooled(look_ahead: bool, waited: tuple[bool, ...]) -> dict[str, float | None]:
+        return percentiles_ms(
+            [
+                ms
+                for run in runs
+                if run.look_ahead is look_ahead
+                for ms, w in zip(run.clicks_ms, run.waited, strict=True)
+                if w in waited
+            ]
+        )
+
+    every, ready, waits = pooled(True, (False, True)), pooled(True, (False,)), pooled(True, (True,))
+    at_press = pooled(False, (False, True))
     return {
         "click": [run.__dict__ for run in runs],
-        "click_to_mask_p50_ms": pooled[True]["p50"],
-        "click_to_mask_p99_ms": pooled[True]["p99"],
-        "click_to_mask_at_press_p50_ms": pooled[False]["p50"],
-        "click_to_mask_at_press_p99_ms": pooled[False]["p99"],
+        "click_to_mask_p50_ms": every["p50"],
+        "click_to_mask_p99_ms": every["p99"],
+        "click_to_mask_keyframe_ready_p50_ms": ready["p50"],
+        "click_to_mask_keyframe_ready_p99_ms": ready["p99"],
+        "keyframe_wait": waits,
+        "click_to_mask_at_press_p50_ms": at_press["p50"],
+        "click_to_mask_at_press_p99_ms": at_press["p99"],
     }
