@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import skip_or_fail
 from xrseg.app import make_engine_and_encoder
 from xrseg.config import ModelOptions
+from xrseg.sam import build
 from xrseg.sam.build import load_verified_variant, read_manifest, recorded_runtime
 from xrseg.sam.choose_runtime import choose_runtime, thread_candidates
 from xrseg.sam.engine import SamEngine
@@ -43,7 +44,7 @@ def test_the_build_recorded_each_schedules_fastest_settings(engine: SamEngine) -
     together = [t for t in choice.trials if t["schedule"] == "concurrent"]
     encoders, decoders = thread_candidates(choice.cores)
     assert len(together) == len(encoders) * len(decoders) * 2  # every pair, spinning and not
-    best = min(together, key=lambda t: t["slowdowns"])
+    best = min(together, key=lambda t: t["weighted_slowdowns"])
     profile = choice.profile(Schedule.CONCURRENT)
     for graph in ("encoder", "decoder"):
         settings = getattr(profile, graph)
@@ -125,3 +126,6 @@ def test_a_malformed_record_falls_back_to_onnx_runtimes_defaults(
         choice = recorded_runtime(home)
     assert "runtime choice is malformed" in caplog.text
     assert choice.profiles == {} and choice.profile(Schedule.CONCURRENT) == RuntimeProfile.fallback()
+    assert not build._runtime_recorded(manifest)  # the next `model build` measures again
+    built = json.loads((models_dir / "manifest.json").read_text())
+    assert build._runtime_recorded(built) is ("runtime_choice" in built)

@@ -108,7 +108,7 @@ def _quantize_encoder(models: Path, out: Path) -> None:
 
 STEPS: tuple[Step, ...] = (
     Step("encoder.fp32.onnx", (weights.CHECKPOINT_NAME,), "export encoder", _export_encoder),
-    Step("decoder.fp32.onnx", (weights.CHECKPOINT_NAME,), "export decoder", _export_decoder, recipe=2),
+    Step("decoder.fp32.onnx", (weights.CHECKPOINT_NAME,), "export decoder", _export_decoder, recipe=3),
     Step("encoder.int8.onnx", ("encoder.fp32.onnx",), "quantise encoder", _quantize_encoder),
 )
 
@@ -221,6 +221,17 @@ def recorded_runtime(home: Path | None = None) -> RuntimeChoice:
         return RuntimeChoice({}, os.cpu_count() or 1)
 
 
+def _runtime_recorded(manifest: dict[str, Any] | None) -> bool:
+    """True when ``manifest`` holds a well-formed runtime choice (else the build measures one)."""
+    from xrseg.sam.runtime import RuntimeChoice
+
+    try:
+        RuntimeChoice.from_json((manifest or {}).get("runtime_choice"))
+    except ValueError:
+        return False
+    return True
+
+
 def _tool_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -284,7 +295,7 @@ def build_models(
     choose_now = chooser is not None and (
         bool(todo) or variants_changed or "variant_choice" not in (manifest or {})
     )
-    runtime_now = runtime_chooser is not None and (choose_now or "runtime_choice" not in (manifest or {}))
+    runtime_now = runtime_chooser is not None and (choose_now or not _runtime_recorded(manifest))
     if todo or manifest is None or source != "cache" or variants_changed or choose_now or runtime_now:
         kept = {} if todo or variants_changed or manifest is None else manifest
         new = _new_manifest(checkpoint, source, files, kept)

@@ -126,7 +126,7 @@ def _mask_prompt(
     if mask_input is None:
         return no_mask, np.zeros(1, np.float32)
     mask = np.asarray(mask_input, dtype=np.float32).reshape(1, 1, *np.shape(mask_input)[-2:])
-    if mask.shape != no_mask.shape or not np.all(np.isfinite(mask)):
+    if mask.shape[2:] != (transforms.LOW_RES_SIZE,) * 2 or not np.all(np.isfinite(mask)):
         raise InputError(f"mask_input must be 256x256 finite float32 logits, got {np.shape(mask_input)}")
     return mask, np.ones(1, np.float32)
 
@@ -187,7 +187,9 @@ class SamEngine:
         self._encoder = _session(self.encoder_path, self.config.providers, self.profile.encoder)
         self._decoder = _session(self.decoder_path, self.config.providers, self.profile.decoder)
         self._last: ImageEmbedding | None = None
-        self._no_mask = np.zeros((1, 1, transforms.LOW_RES_SIZE, transforms.LOW_RES_SIZE), np.float32)
+        self._no_mask = np.zeros((1, 1, 4, 4), np.float32)
+        """The mask input without a mask: the graph's mask branch is weighted 0 then, so it runs on 4x4, not on
+        256x256 (:mod:`xrseg.sam.export`)."""
         self._input = np.zeros((1, 3, transforms.MODEL_SIZE, transforms.MODEL_SIZE), np.float32)
         """The encoder's input, written in place for every image (:func:`transforms.preprocess`)."""
         log.info("SAM engine on %s", ", ".join(self.providers))

@@ -10,7 +10,9 @@ Two graphs, following Segment Anything's own split:
   ``point_labels`` 1xN float32 (1 fg, 0 bg, 2/3 box corners, -1 padding), ``mask_input`` 1x1x256x256 float32,
   ``has_mask_input`` 1 float32 -> ``low_res_masks`` 1x4x65536 float32 logits in token-major order (each of the
   64x64 image tokens' 4x4 block of the 256x256 mask, see :func:`xrseg.sam.transforms.unshuffle_low_res`),
-  ``iou_predictions`` 1x4. Mask 0 is the single-mask output, masks 1-3 the multimask outputs.
+  ``iou_predictions`` 1x4. Mask 0 is the single-mask output, masks 1-3 the multimask outputs. ``mask_input``
+  has free height and width: with ``has_mask_input`` 0 its branch is weighted 0 and a 4x4 input does (the
+  dense prompt is then the no-mask embedding, broadcast), which spares three convolutions on 256x256.
 
 The decoder returns low-resolution logits only: upsampling to image size happens outside the graph, for the
 masks that are asked for (ONNX Runtime runs a whole graph whatever outputs are requested). Its output
@@ -203,7 +205,8 @@ def _decoder_module(sam: Any) -> Any:
             ) * self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
             output_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0).unsqueeze(0)
             tokens = torch.cat((output_tokens, sparse), dim=1)
-            src = (image_embeddings + dense).flatten(2)[0].transpose(0, 1)  # 4096 x C
+            channels = image_embeddings.shape[1]
+            src = (image_embeddings + dense).reshape(channels, -1).transpose(0, 1)  # 4096 x C
             hs, keys = _two_way_transformer(md.transformer, src, self.image_pe, tokens[0])
             iou_token_out = hs[0:1, :]
             mask_tokens_out = hs[None, 1 : 1 + md.num_mask_tokens, :]
@@ -254,7 +257,11 @@ def export_decoder(sam: Any, path: Path) -> None:
             str(path),
             input_names=["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"],
             output_names=["low_res_masks", "iou_predictions"],
-            dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}},
+            dynamic_axes={
+                "point_coords": {1: "num_points"},
+                "point_labels": {1: "num_points"},
+                "mask_input": {2: "mask_height", 3: "mask_width"},
+            },
             opset_version=OPSET,
             dynamo=False,
             do_constant_folding=True,
