@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from xrseg.cli import main
+from xrseg.cli import _stopped_while_unwinding, main
 from xrseg.errors import InputError
+from xrseg.interrupts import Terminated
 from xrseg.sinks.outdir import prepare_out_dir, remove_leftovers
 from xrseg.sinks.runstate import open_run
 
@@ -60,15 +61,29 @@ def _summary(out: Path) -> dict[str, Any]:
     return dict(json.loads((out / "summary.json").read_text()))
 
 
-def _failed_while_stopping() -> OSError:
+def _failed_while_stopping(interrupt: BaseException | None = None, error: Exception | None = None) -> Exception:
     """An error raised while unwinding from a Ctrl-C (its ``__context__`` is the interrupt)."""
     try:
         try:
-            raise KeyboardInterrupt
-        except KeyboardInterrupt:
-            raise OSError("cleanup failed") from None
-    except OSError as err:
+            raise interrupt or KeyboardInterrupt()
+        except BaseException:
+            raise error or OSError("cleanup failed") from None
+    except Exception as err:
         return err
+
+
+@pytest.mark.parametrize(
+    ("interrupt", "status", "said"),
+    [(KeyboardInterrupt(), 130, "xrseg: interrupted"), (Terminated(), 143, "xrseg: terminated")],
+)
+def test_an_error_of_ours_while_stopping_exits_as_the_signal(
+    interrupt: BaseException, status: int, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One of xrseg's own errors from cleanup after the signal (a sink that could not finish): the exit status
+    is the signal's, not a usage error's."""
+    error = _failed_while_stopping(interrupt, InputError("the sink could not finish"))
+    assert _stopped_while_unwinding(error) == status
+    assert capsys.readouterr().err.strip() == said
 
 
 @pytest.mark.parametrize(

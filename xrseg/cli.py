@@ -84,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with sigterm_raises():  # SIGTERM unwinds like Ctrl-C: temporary files go, summary.json says so
             return int(args.func(args) or 0)
     except XrsegError as err:
+        if interrupt_in(err) is not None:
+            return _stopped_while_unwinding(err)
         print(f"xrseg: error: {err}", file=sys.stderr)
         log.debug("details", exc_info=True)
         return EXIT_USAGE
@@ -98,14 +100,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as err:
-        interrupt = interrupt_in(err)
-        if interrupt is None:
+        if interrupt_in(err) is None:
             raise
-        # Cleanup that failed on the way out of a Ctrl-C / SIGTERM: the run was still stopped by the signal.
-        log.warning("while stopping: %s: %s", type(err).__name__, err)
-        terminated = isinstance(interrupt, Terminated)
-        print("xrseg: terminated" if terminated else "xrseg: interrupted", file=sys.stderr)
-        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+        return _stopped_while_unwinding(err)
+
+
+def _stopped_while_unwinding(err: BaseException) -> int:
+    """The exit status for ``err``, raised by cleanup on the way out of a Ctrl-C or SIGTERM (it is in ``err``'s
+    context): the run was still stopped by the signal, whatever the cleanup raised."""
+    log.warning("while stopping: %s: %s", type(err).__name__, err)
+    terminated = isinstance(interrupt_in(err), Terminated)
+    print("xrseg: terminated" if terminated else "xrseg: interrupted", file=sys.stderr)
+    return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
