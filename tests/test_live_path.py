@@ -214,13 +214,13 @@ def test_mesh_sink_follows_off_the_pipeline_thread(engine, tmp_path: Path, realt
         assert summary["mesh_frames_dropped"] == 0  # deterministic replay waits instead of dropping
 
 
-def _held_run(engine, session: Session, speculate_ms: float) -> tuple[Pipeline, Collect]:  # type: ignore[no-untyped-def]
-    """desk-near in asynchronous mode with the encoder held after the first keyframe: every trigger uses that
-    keyframe, so runs with and without look-ahead differ only in when they decode."""
-    encoder, collect = GatedEncoder(engine), Collect()
-    options = PipelineOptions(realtime=True, speculate_ms=speculate_ms)
+def _held_run(  # type: ignore[no-untyped-def]
+    engine, session: Session, options: PipelineOptions, encoder: GatedEncoder, sinks: list[Sink]
+) -> Pipeline:
+    """``session`` in asynchronous mode (``options``) with ``encoder`` held after the first keyframe: until the
+    pipeline closes, every trigger has that keyframe only."""
     header = session.header
-    pipeline = Pipeline(header.camera, header.head_from_camera, engine, encoder, options, [collect])
+    pipeline = Pipeline(header.camera, header.head_from_camera, engine, encoder, options, sinks)
     items = iter(ReplaySource(session))
     for item in items:
         pipeline.push(item)
@@ -234,13 +234,21 @@ def _held_run(engine, session: Session, speculate_ms: float) -> tuple[Pipeline, 
     finally:
         encoder.release.set()
         pipeline.close()
-    return pipeline, collect
+    return pipeline
+
+
+def _look_ahead_run(engine, session: Session, speculate_ms: float) -> tuple[Pipeline, Collect]:  # type: ignore[no-untyped-def]
+    """desk-near held after its first keyframe (:func:`_held_run`), so runs with and without look-ahead differ
+    only in when they decode."""
+    collect = Collect()
+    options = PipelineOptions(realtime=True, speculate_ms=speculate_ms)
+    return _held_run(engine, session, options, GatedEncoder(engine), [collect]), collect
 
 
 def test_a_select_press_finds_its_mask_decoded_ahead(engine) -> None:  # type: ignore[no-untyped-def]
     session = Session.open(SCENES / "desk-near")
-    ahead, with_look_ahead = _held_run(engine, session, speculate_ms=100.0)
-    at_press, without = _held_run(engine, session, speculate_ms=0.0)
+    ahead, with_look_ahead = _look_ahead_run(engine, session, speculate_ms=100.0)
+    at_press, without = _look_ahead_run(engine, session, speculate_ms=0.0)
     assert ahead.stats.look_aheads >= 5 and at_press.stats.look_aheads == 0
     assert ahead.stats.look_ahead_hits >= 1 and at_press.stats.look_ahead_hits == 0
     # Every look-ahead is a hover preview (a candidate, id 0); a press that took one selects the mask it showed.
@@ -281,21 +289,7 @@ def test_a_press_no_keyframe_has_seen_holds_up_no_later_press(engine) -> None:  
     encoder = GatedEncoder(engine)
     during, collect = DuringEncode(encoder), Collect()
     options = PipelineOptions(gaze=GazeOptions(dwell_ms=0.0), realtime=True, speculate_ms=0.0)
-    header = session.header
-    pipeline = Pipeline(header.camera, header.head_from_camera, engine, encoder, options, [during, collect])
-    items = iter(ReplaySource(session))
-    for item in items:
-        pipeline.push(item)
-        if isinstance(item, Frame):
-            break
-    assert pipeline.embeddings.wait_idle(timeout_s=120.0)
-    try:
-        for item in items:
-            pipeline.push(item)
-        pipeline.finish()
-    finally:
-        encoder.release.set()
-        pipeline.close()
+    pipeline = _held_run(engine, session, options, encoder, [during, collect])
     times = [s.timestamp_ns for s in collect.selections]
     waited = [t for t, held in zip(times, during.while_encoding, strict=True) if not held]
     served = [t for t, held in zip(times, during.while_encoding, strict=True) if held]

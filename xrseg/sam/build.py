@@ -211,25 +211,28 @@ def recorded_runtime(home: Path | None = None) -> RuntimeChoice:
     the record is malformed (with a warning: the next build measures again)."""
     from xrseg.sam.runtime import RuntimeChoice
 
-    record = (read_manifest(home) or {}).get("runtime_choice")
-    if record is None:
-        return RuntimeChoice({}, os.cpu_count() or 1)
     try:
-        return RuntimeChoice.from_json(record)
+        choice = _runtime_in(read_manifest(home))
     except ValueError as err:
         log.warning("the manifest's runtime choice is malformed (%s); using ONNX Runtime's defaults", err)
-        return RuntimeChoice({}, os.cpu_count() or 1)
+        choice = None
+    return choice or RuntimeChoice({}, os.cpu_count() or 1)
+
+
+def _runtime_in(manifest: dict[str, Any] | None) -> RuntimeChoice | None:
+    """``manifest``'s runtime choice, None when it has none; raises ValueError when it is malformed."""
+    from xrseg.sam.runtime import RuntimeChoice
+
+    record = (manifest or {}).get("runtime_choice")
+    return None if record is None else RuntimeChoice.from_json(record)
 
 
 def _runtime_recorded(manifest: dict[str, Any] | None) -> bool:
     """True when ``manifest`` holds a well-formed runtime choice (else the build measures one)."""
-    from xrseg.sam.runtime import RuntimeChoice
-
     try:
-        RuntimeChoice.from_json((manifest or {}).get("runtime_choice"))
+        return _runtime_in(manifest) is not None
     except ValueError:
         return False
-    return True
 
 
 def _tool_versions() -> dict[str, str]:

@@ -4,7 +4,7 @@ graph and per schedule.
 Two schedules (:class:`Schedule`) want different settings:
 
 - ``SEQUENTIAL``: one graph at a time (a deterministic replay, ``eval``, ``bench``). Each graph gets the whole
-  machine; intra-op threads that spin-wait between operators make a decode faster.
+  machine, but the other graph's idle threads are still there: spinning ones take cores from it.
 - ``CONCURRENT``: the background encoder runs beside the decoder (live runs, ``--realtime``). With both graphs
   on every core and spinning, each steals the other's cores; splitting the cores and sleeping instead can make
   both faster.
